@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Make sure the system parts the tests use exist, and start a throwaway PostgreSQL.
+# Sourced by scripts/test.sh; prints the URL it exports as MEDLENS_TEST_PG_URL.
+set -euo pipefail
+
+PG_PORT="${MEDLENS_TEST_PG_PORT:-55432}"
+PG_DIR="${MEDLENS_TEST_PG_DIR:-/tmp/medlens-test-pg}"
+
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "services: installing ${need[*]} (apt)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "services: please install ${need[*]} (sudo apt-get install ${need[*]})" >&2
+  fi
+fi
+
+if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
+  as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  if ! "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; then
+    rm -rf "$PG_DIR"; mkdir -p "$PG_DIR"
+    [ "$(id -u)" = 0 ] && chown postgres "$PG_DIR"
+    as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+      -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
+  fi
+  export MEDLENS_TEST_PG_URL="postgresql://postgres@127.0.0.1:${PG_PORT}/postgres"
+  echo "services: PostgreSQL at $MEDLENS_TEST_PG_URL"
+fi
+if command -v chromium >/dev/null 2>&1; then
+  export MEDLENS_CHROMIUM="$(command -v chromium)"
+fi

@@ -1,0 +1,1 @@
+"""Command-line interface (Typer). One module per command group; see main.py."""

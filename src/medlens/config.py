@@ -1,0 +1,150 @@
+"""One configuration source: environment (`MEDLENS_*`), a TOML file, and CLI flags.
+
+Precedence, highest first: explicit keyword arguments (CLI flags) > environment >
+config file (`MEDLENS_CONFIG`, else `<data_dir>/config.toml`) > defaults. The field
+descriptions double as `--help` text and as the documentation in README.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATA_DIR = Path("~/.medlens")
+
+
+def config_file_path() -> Path | None:
+    """Where the TOML config file is looked for (it need not exist)."""
+    explicit = os.environ.get("MEDLENS_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    data_dir = Path(os.environ.get("MEDLENS_DATA_DIR", str(DEFAULT_DATA_DIR))).expanduser()
+    return data_dir / "config.toml"
+
+
+class Settings(BaseSettings):
+    """MedLens settings. Env vars are the field names upper-cased with `MEDLENS_`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEDLENS_", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR, description="Folder for the store, images, caches and test models."
+    )
+    generator: str = Field(
+        "google/medgemma-4b-it", description="Registry id or PATH of the report generator."
+    )
+    text_generator: str | None = Field(
+        None, description="Model for text-only tasks (summaries, QA); defaults to generator."
+    )
+    encoder: str = Field(
+        "google/medsiglip-448", description="Registry id or PATH of the image/text encoder."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where models run.")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="Weights dtype (never float16 for Gemma 3)."
+    )
+    max_new_tokens: int = Field(300, ge=1, le=8192, description="Report length cap in tokens.")
+    language: str = Field("en", description="Default output language (ISO 639-1).")
+    demo: bool = Field(
+        False, description="Run the built-in test models (output is meaningless)."
+    )
+
+    # server
+    host: str = Field("127.0.0.1", description="Bind address (loopback unless auth is set).")
+    port: int = Field(8000, ge=1, le=65535, description="HTTP port.")
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Bearer tokens accepted by the API (comma list)."
+    )
+    database_url: str | None = Field(
+        None, description="sqlite:///path or postgresql://...; default: <data_dir>/medlens.db."
+    )
+    max_upload_mb: int = Field(50, ge=1, description="Largest accepted request body.")
+    max_image_pixels: int = Field(
+        50_000_000, ge=1, description="Decompression-bomb cap (pixels per image)."
+    )
+    workers: int = Field(1, ge=1, le=64, description="Concurrent model jobs per process.")
+    rate_limit_per_minute: int = Field(60, ge=1, description="Requests per token per minute.")
+
+    # de-identification
+    site_secret: SecretStr | None = Field(
+        None, description="Secret for deterministic UID remapping (default: generated once)."
+    )
+    deid_dates: Literal["remove", "shift"] = Field("shift", description="Date handling.")
+    deid_burned_in: Literal["warn", "block"] = Field(
+        "warn", description="Policy when BurnedInAnnotation is YES or absent."
+    )
+    deid_retain_safe_private: bool = Field(False, description="Keep safe private tags.")
+
+    # models from elsewhere
+    hf_token: SecretStr | None = Field(None, description="Hugging Face token for `pull`.")
+    remote_api_key: SecretStr | None = Field(
+        None, description="API key for openai: sources (never logged)."
+    )
+    probes: dict[str, Path] = Field(
+        default_factory=dict, description="Trained probes by name (e.g. urgent=path)."
+    )
+    models: list[dict[str, Any]] = Field(
+        default_factory=list, description="Extra registry entries ([[models]] in the file)."
+    )
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: Any) -> Any:
+        # MEDLENS_API_TOKENS="a,b" is friendlier than JSON in an env var.
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = config_file_path()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None and path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # --- derived paths (not settings: computed so they follow data_dir) ------
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser()
+
+    @property
+    def test_models_dir(self) -> Path:
+        return self.data_path / "test-models"
+
+    @property
+    def images_dir(self) -> Path:
+        return self.data_path / "images"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'medlens.db'}"
+
+    @property
+    def text_model(self) -> str:
+        return self.text_generator or self.generator
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from env + file, with CLI overrides (None values are ignored)."""
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return Settings(**clean)

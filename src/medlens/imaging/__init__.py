@@ -1,0 +1,1 @@
+"""Imaging front door: ingest (PNG, JPEG, DICOM) → validate → de-identify → preprocess."""

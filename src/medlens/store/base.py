@@ -1,0 +1,169 @@
+"""The store interface: studies, images, interpretations, conversations, jobs, audit.
+
+Two implementations share it: SQLite (embedded default: one file, WAL, BEGIN IMMEDIATE
+for writes, named migrations) and PostgreSQL (psycopg 3), chosen by the database URL.
+Images themselves live in a content-addressed folder of de-identified files (blobs.py);
+the database holds their hashes. Methods are synchronous: the server calls them from a
+thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+JobKind = Literal["interpret", "followup", "batch"]
+
+
+@dataclass(frozen=True)
+class NewImage:
+    """An image to attach to a new study (already de-identified and stored as a blob)."""
+
+    sha256: str  # content hash of the stored (de-identified) file = blob key
+    pixel_sha256: str  # hash of decoded pixels (dedup / encoder cache key)
+    format: str  # png | jpeg | dicom
+    filename: str  # user's file name (sanitised), shown in the UI
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    id: int
+    study_id: str
+    position: int
+    sha256: str
+    pixel_sha256: str
+    format: str
+    filename: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Study:
+    id: str
+    created_at: str  # ISO 8601 UTC
+    context: dict[str, Any]  # indication, age, sex, language, ehr summary ...
+    images: tuple[StoredImage, ...]
+    idempotency_key: str | None = None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    study_id: str | None
+    kind: str
+    status: JobStatus
+    progress: float  # 0..1
+    stage: str  # human-readable current stage
+    payload: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    created_at: str
+    updated_at: str
+    lease_owner: str | None = None
+    lease_expires_at: str | None = None
+
+
+@dataclass(frozen=True)
+class Message:
+    study_id: str
+    seq: int
+    role: str  # user | assistant
+    content: str
+    created_at: str
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    at: str
+    actor: str  # token name / "cli" / "page-session:<id>"
+    action: str  # upload | view | export | delete | followup | login ...
+    study_id: str | None
+    outcome: str  # ok | denied | error
+    detail: dict[str, Any]
+
+
+class Store(Protocol):
+    """What every store offers. All writes are transactional; nothing is half-written."""
+
+    url: str
+
+    def migrate(self) -> list[str]:
+        """Apply pending named migrations; returns the names applied."""
+        ...
+
+    def close(self) -> None: ...
+
+    # studies -----------------------------------------------------------------
+    def create_study(
+        self,
+        images: list[NewImage],
+        context: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        owner: str | None = None,
+    ) -> tuple[Study, bool]:
+        """Create a study, or return the existing one for the same idempotency key or the
+        same set of image hashes. The bool says whether it was created."""
+        ...
+
+    def get_study(self, study_id: str) -> Study | None: ...
+
+    def list_studies(self, *, limit: int = 50, offset: int = 0) -> list[Study]: ...
+
+    def delete_study(self, study_id: str) -> bool:
+        """Delete a study with its images rows, interpretation, messages and jobs."""
+        ...
+
+    # interpretations -----------------------------------------------------------
+    def save_interpretation(self, study_id: str, job_id: str, data: dict[str, Any]) -> None: ...
+
+    def get_interpretation(self, study_id: str) -> dict[str, Any] | None: ...
+
+    # conversations -------------------------------------------------------------
+    def add_message(
+        self, study_id: str, role: str, content: str, *, job_id: str | None = None
+    ) -> Message: ...
+
+    def list_messages(self, study_id: str) -> list[Message]: ...
+
+    # jobs ------------------------------------------------------------------------
+    def enqueue_job(
+        self, kind: str, payload: dict[str, Any], *, study_id: str | None = None
+    ) -> Job: ...
+
+    def claim_job(self, worker_id: str, *, lease_seconds: float = 300.0) -> Job | None:
+        """Atomically take the oldest queued (or lease-expired running) job."""
+        ...
+
+    def update_job(self, job_id: str, *, progress: float, stage: str) -> None: ...
+
+    def finish_job(self, job_id: str, result: dict[str, Any] | None = None) -> None: ...
+
+    def fail_job(self, job_id: str, error: str) -> None: ...
+
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    def list_jobs(self, *, status: JobStatus | None = None, limit: int = 100) -> list[Job]: ...
+
+    def requeue_interrupted(self) -> int:
+        """At start-up: jobs left 'running' by a dead process go back to 'queued'."""
+        ...
+
+    # audit -------------------------------------------------------------------------
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        *,
+        study_id: str | None = None,
+        outcome: str = "ok",
+        detail: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def list_audit(self, *, limit: int = 100) -> list[AuditEvent]: ...
