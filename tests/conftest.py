@@ -18,6 +18,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _SESSION_DATA = Path(tempfile.mkdtemp(prefix="medlens-test-data-"))
 os.environ["MEDLENS_DATA_DIR"] = str(_SESSION_DATA)
 os.environ.pop("MEDLENS_CONFIG", None)
+# Test models are built once per version here and symlinked into each session's data dir.
+os.environ.setdefault(
+    "MEDLENS_TEST_MODELS_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "test-models")
+)
 
 import pytest  # noqa: E402
 
@@ -40,3 +44,26 @@ def nih_images(shared_data: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def dicom_dir(shared_data: Path) -> Path:
     return shared_data / "dicom"
+
+
+@pytest.fixture(scope="session")
+def test_models() -> dict[str, Path]:
+    """All MedLens test models (name -> folder), built once and cached (see testmodels.py).
+
+    Names: medgemma-tiny, medsiglip-tiny, medgemma-realtext, gemma3-270m; registry ids
+    medlens/test-medgemma, medlens/test-medsiglip, medlens/test-medgemma-realtext,
+    medlens/gemma3-270m resolve to them.
+    """
+    from medlens.config import load_settings
+    from medlens.models.testmodels import ensure_test_models
+
+    return ensure_test_models(load_settings())
+
+
+@pytest.fixture(scope="session")
+def tiny_test_models() -> dict[str, Path]:
+    """Only the random tiny models (seconds to build): medgemma-tiny, medsiglip-tiny."""
+    from medlens.config import load_settings
+    from medlens.models.testmodels import ensure_test_models
+
+    return ensure_test_models(load_settings(), realtext=False)

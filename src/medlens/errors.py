@@ -122,3 +122,17 @@ class DataError(MedLensError):
 class NotFound(MedLensError):
     http_status = 404
     code = "not_found"
+
+
+class Conflict(MedLensError):
+    """The request clashes with stored state (e.g. an Idempotency-Key reused for other data)."""
+
+    http_status = 409
+    code = "conflict"
+
+
+class StoreError(MedLensError):
+    """The database cannot be opened or used (bad URL, unreachable server, locked file)."""
+
+    http_status = 503
+    code = "store_error"

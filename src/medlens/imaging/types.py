@@ -29,6 +29,10 @@ class ImageMetadata:
     series_uid: str | None = None
     description: str | None = None  # untrusted free text (StudyDescription ...)
     extra: dict[str, Any] = field(default_factory=dict)
+    sop_class: str | None = None  # SOP Class name (e.g. "Computed Radiography Image Storage")
+    burned_in_annotation: str | None = None  # BurnedInAnnotation as found (YES/NO/None)
+    patient_identity_removed: bool | None = None  # after de-identification (None: not done)
+    window: tuple[float, float] | None = None  # (center, width) used, when the file had one
 
 
 @dataclass(frozen=True)
@@ -48,3 +52,7 @@ class IngestedImage:
     warnings: tuple[str, ...] = ()
     volume: np.ndarray | None = None  # (slices, H, W, 3) uint8 for CT/MR series
     source_name: str | None = None
+    # What may be stored: the de-identified DICOM, or PNG re-encoded without EXIF/text.
+    # Set only when ingest ran with a DeidPolicy.
+    deidentified_bytes: bytes | None = None
+    deid_summary: dict[str, int] = field(default_factory=dict)  # action -> count

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image as PILImage
 
-    from medlens.models.registry import ModelRecord
 
 Role = Literal["system", "user", "assistant"]
 
@@ -131,7 +130,9 @@ class Encoder(Protocol):
         ...
 
 
-def collect(gen: Generator, messages: Sequence[ChatMessage], config: GenerationConfig) -> tuple[str, GenerationStats]:
+def collect(
+    gen: Generator, messages: Sequence[ChatMessage], config: GenerationConfig
+) -> tuple[str, GenerationStats]:
     """Run a generator to completion: (text, stats)."""
     stats = GenerationStats()
     text = "".join(gen.stream(messages, config, stats))

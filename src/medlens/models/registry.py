@@ -81,8 +81,11 @@ def record_from_dict(data: dict[str, Any], *, test_models_dir: Path | None = Non
     if pre is not None and not isinstance(pre, PreprocessSpec):
         try:
             pre = PreprocessSpec(
-                **{**pre, "mean": tuple(pre.get("mean", (0.5,) * 3)),
-                   "std": tuple(pre.get("std", (0.5,) * 3))}
+                **{
+                    **pre,
+                    "mean": tuple(pre.get("mean", (0.5,) * 3)),
+                    "std": tuple(pre.get("std", (0.5,) * 3)),
+                }
             )
         except TypeError as exc:
             raise ConfigError(f"Model {data['id']!r}: bad preprocess table: {exc}") from exc
@@ -152,7 +155,9 @@ def adhoc_record(source: Source, *, kind: ModelKind) -> ModelRecord:
     return ModelRecord(id=str(source), kind=kind, source=str(source), **fields)
 
 
-def merge_user_entry(base: ModelRecord | None, entry: dict[str, Any], test_models_dir: Path) -> ModelRecord:
+def merge_user_entry(
+    base: ModelRecord | None, entry: dict[str, Any], test_models_dir: Path
+) -> ModelRecord:
     if base is None:
         return record_from_dict(entry, test_models_dir=test_models_dir)
     merged = {k: v for k, v in base.to_dict().items()}

@@ -25,6 +25,9 @@ class NewImage:
     format: str  # png | jpeg | dicom
     filename: str  # user's file name (sanitised), shown in the UI
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Optional de-identified bytes: when given, the store writes the blob inside the
+    # create transaction (safe against a concurrent delete of the same bytes).
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Job:
     updated_at: str
     lease_owner: str | None = None
     lease_expires_at: str | None = None
+    max_attempts: int = 3  # a job whose worker dies this many times ends 'failed'
 
 
 @dataclass(frozen=True)

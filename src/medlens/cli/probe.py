@@ -1,0 +1,104 @@
+"""`medlens probe train|show|evaluate`: small classifiers on stored library embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from medlens.cli.common import print_json, settings_from
+
+probe_app = typer.Typer(help="Train and inspect probes (logistic regression on embeddings).",
+                        no_args_is_help=True)
+
+
+def _summary(probe: object) -> list[str]:
+    m = probe.metrics  # type: ignore[attr-defined]
+    lo, hi = m.get("auc_ci95") or (float("nan"), float("nan"))
+    return [
+        f"probe {probe.name} version {probe.version} label {probe.label!r}",  # type: ignore[attr-defined]
+        f"  encoder {probe.encoder_id}",  # type: ignore[attr-defined]
+        f"  cross-validated AUC {m.get('auc', float('nan')):.3f} (95 % CI {lo:.3f}-{hi:.3f}), "
+        f"n={m.get('n')} positives={m.get('n_positive')} ({m.get('cv')})",
+        f"  threshold {probe.threshold:.4f} ({probe.threshold_rule}): sensitivity "  # type: ignore[attr-defined]
+        f"{m.get('sensitivity_at_threshold', float('nan')):.3f}, specificity "
+        f"{(m.get('specificity_at_threshold') or float('nan')):.3f} (out-of-fold)",
+    ]
+
+
+@probe_app.command("train")
+def train_cmd(
+    label: Annotated[str, typer.Option("--label", help="0/1 case label, e.g. urgent.")],
+    library: Annotated[str, typer.Option("--library", help="Case library name.")] = "default",
+    model: Annotated[str | None, typer.Option("--model", help="Encoder of the vectors.")] = None,
+    name: Annotated[str | None, typer.Option(help="Probe name (default: the label).")] = None,
+    folds: Annotated[int, typer.Option(min=2, max=20, help="Cross-validation folds.")] = 5,
+    c: Annotated[float, typer.Option("--C", help="Inverse L2 regularisation strength.")] = 1.0,
+    threshold: Annotated[str, typer.Option(help="youden or sensitivity:0.9")] = "youden",
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the AUC CI.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed (folds, bootstrap).")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Folder (default <data_dir>/probes).")] = None,
+) -> None:
+    """Train a probe on a library's stored embeddings; writes a versioned probe file."""
+    from medlens.tasks.library import CaseLibrary
+    from medlens.tasks.probe_train import train_probe
+    from medlens.tasks.probes import save_probe
+
+    settings = settings_from()
+    with CaseLibrary.open(settings, library, encoder_id=model) as lib:
+        X, y, _ = lib.labelled_embeddings(label)
+        enc_id = lib.encoder_id
+    probe = train_probe(
+        X, y, name=name or label, label=label, encoder_id=enc_id, folds=folds, C=c,
+        threshold_rule=threshold, n_boot=n_boot, seed=seed,
+        training={"library": library, "label_source": "case library labels"},
+    )
+    path = save_probe(probe, out or settings.data_path / "probes")
+    for line in _summary(probe):
+        typer.echo(line)
+    typer.echo(f"saved {path}")
+    typer.echo(f"use it: MEDLENS_PROBES='{{\"{probe.name}\": \"{path}\"}}' "
+               "or a [probes] table in config.toml")
+
+
+@probe_app.command("show")
+def show_cmd(path: Annotated[Path, typer.Argument(help="Probe JSON file.")],
+             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print a probe's metadata and metrics (verifies its sha256)."""
+    from medlens.tasks.probes import load_probe
+
+    probe = load_probe(path)
+    if as_json:
+        body = probe.to_dict()
+        body.pop("weights")
+        print_json({**body, "sha256": probe.sha256})
+        return
+    for line in _summary(probe):
+        typer.echo(line)
+
+
+@probe_app.command("evaluate")
+def evaluate_cmd(
+    path: Annotated[Path, typer.Argument(help="Probe JSON file.")],
+    source: Annotated[Path, typer.Argument(help="Labelled CSV or a folder holding one.")],
+    model: Annotated[str | None, typer.Option("--model", help="The probe's encoder.")] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+) -> None:
+    """AUC of a probe on labelled images (use data the probe was NOT trained on)."""
+    from medlens.errors import ConfigError
+    from medlens.tasks.cases_csv import find_cases
+    from medlens.tasks.encoding import encoder_id, load_encoder_for
+    from medlens.tasks.probes import load_probe
+    from medlens.tasks.retrieval_eval import evaluate_probe
+
+    probe = load_probe(path)
+    encoder, record = load_encoder_for(settings_from(), model)
+    if encoder_id(encoder) != probe.encoder_id:
+        raise ConfigError(f"Probe was trained on {probe.encoder_id}, not {encoder_id(encoder)}; "
+                          "pass the matching --model.")
+    print_json(evaluate_probe(probe, encoder, record, find_cases(source), n_boot=n_boot))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(probe_app, name="probe")

@@ -1,0 +1,272 @@
+"""DICOM parsing and pixel decoding (pydicom 3 + pylibjpeg plugins), defensively.
+
+pydicom reads a header whose elements run past the end of the file without complaint
+(the value is just short) and parses sequences recursively, so this module checks
+declared lengths and nesting depth itself, validates the image pixel module before
+decoding, and decodes at ingest so truncated pixel data is caught here, not later.
+
+Display pipeline for greyscale (what Google's CXR serving code does): modality LUT →
+VOI LUT or window (pydicom's `apply_voi_lut`, the standard's exact function) → rescale
+to the full 8-bit range → invert MONOCHROME1.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Any
+
+import numpy as np
+
+from medlens.errors import (
+    ImageTooLarge,
+    InvalidImage,
+    NoPixelData,
+    TruncatedImage,
+    UnsupportedDicom,
+)
+from medlens.imaging.raster import check_dimensions
+
+MAX_SEQUENCE_DEPTH = 64
+VOLUME_FACTOR = 8  # a volume may hold this many times the single-image pixel cap
+_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float, Double Float Pixel Data
+_UNDEFINED = 0xFFFFFFFF
+
+
+def read_dataset(data: bytes, label: str, *, force: bool = False) -> Any:
+    """Parse DICOM bytes into a pydicom Dataset, refusing hostile structure."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(io.BytesIO(data), force=force)
+            _check_lengths(ds, len(data), label)
+            _check_depth(ds, label)
+    except RecursionError as exc:
+        raise InvalidImage(
+            f"{label}: excessively nested DICOM sequences (deeper than Python can parse); refused."
+        ) from exc
+    except InvalidDicomError as exc:
+        raise UnsupportedDicom(f"{label}: not a valid DICOM file ({_short(exc)}).") from exc
+    except (InvalidImage, MemoryError):
+        raise
+    except Exception as exc:
+        raise InvalidImage(f"{label}: malformed DICOM ({_short(exc)}).") from exc
+    return ds
+
+
+def _check_lengths(ds: Any, size: int, label: str) -> None:
+    """An element whose declared length runs past the end of the file is an error."""
+    for container in (getattr(ds, "file_meta", None), ds):
+        if container is None:
+            continue
+        for tag in list(container.keys()):
+            raw = container.get_item(tag)
+            length = getattr(raw, "length", 0) or 0
+            tell = getattr(raw, "value_tell", None)
+            if tell is None or length == _UNDEFINED:
+                continue
+            if tell + length > size:
+                short = tell + length - size
+                if int(tag) in _PIXEL_TAGS:
+                    raise TruncatedImage(
+                        f"{label}: truncated pixel data ({short:,} bytes missing); "
+                        "the file was cut short - send the complete file."
+                    )
+                raise InvalidImage(
+                    f"{label}: element ({int(tag) >> 16:04X},{int(tag) & 0xFFFF:04X}) declares "
+                    f"{length:,} bytes, beyond the end of the file ({size:,} bytes)."
+                )
+
+
+def _check_depth(ds: Any, label: str) -> None:
+    # Iterative walk: converting a sequence parses one more level, never the whole tree
+    # at once, so the depth is bounded before any recursion can run away.
+    stack: list[tuple[Any, int]] = [(ds, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > MAX_SEQUENCE_DEPTH:
+            raise InvalidImage(
+                f"{label}: DICOM sequences nested more than {MAX_SEQUENCE_DEPTH} deep; refused."
+            )
+        for tag in list(current.keys()):
+            if int(tag) in _PIXEL_TAGS:
+                continue
+            raw = current.get_item(tag)
+            vr = getattr(raw, "VR", None) or getattr(raw, "vr", None)
+            if vr is None or vr == "SQ" or (vr in ("UN", None) and _dict_vr(tag) == "SQ"):
+                elem = current[tag]
+                if elem.VR == "SQ":
+                    stack.extend((item, depth + 1) for item in elem.value)
+
+
+def _dict_vr(tag: Any) -> str | None:
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:
+        return None
+
+
+def has_pixels(ds: Any) -> bool:
+    return any(t in ds for t in _PIXEL_TAGS)
+
+
+def frame_count(ds: Any) -> int:
+    try:
+        value = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise InvalidImage(f"bad NumberOfFrames {ds.get('NumberOfFrames')!r}") from exc
+    return value
+
+
+def validate_pixel_module(ds: Any, label: str, max_pixels: int) -> None:
+    """Check the Image Pixel module before decoding anything."""
+    if not has_pixels(ds):
+        kind = _sop_name(ds)
+        raise NoPixelData(
+            f"{label}: this DICOM object has no pixel data ({kind}); send an image."
+        )
+    for key in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation"):
+        if ds.get(key) in (None, ""):
+            raise InvalidImage(f"{label}: DICOM image is missing {key}.")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if rows < 1 or cols < 1:
+        raise InvalidImage(f"{label}: absurd DICOM dimensions Rows={rows}, Columns={cols}.")
+    check_dimensions(cols, rows, max_pixels, label)
+    bits = int(ds.BitsAllocated)
+    if bits not in (1, 8, 16, 32, 64):
+        raise InvalidImage(f"{label}: unsupported BitsAllocated={bits}.")
+    stored = int(ds.get("BitsStored", bits) or bits)
+    if not 1 <= stored <= bits:
+        raise InvalidImage(f"{label}: BitsStored={stored} does not fit BitsAllocated={bits}.")
+    spp = int(ds.get("SamplesPerPixel", 1) or 1)
+    if spp not in (1, 3):
+        raise InvalidImage(f"{label}: unsupported SamplesPerPixel={spp}.")
+    frames = frame_count(ds)
+    if frames < 1 or frames * rows * cols > max_pixels * VOLUME_FACTOR:
+        raise ImageTooLarge(
+            f"{label}: {frames} frames of {cols}x{rows} exceed the pixel limit; refused."
+        )
+    ts = transfer_syntax(ds)
+    if ts is not None and not ts.is_compressed and 0x7FE00010 in ds:
+        from pydicom.pixels.utils import get_expected_length
+
+        expected = get_expected_length(ds, "bytes")
+        have = len(ds.PixelData or b"")
+        if have < expected:
+            raise TruncatedImage(
+                f"{label}: truncated pixel data ({expected - have:,} of {expected:,} bytes "
+                "missing); the file was cut short - send the complete file."
+            )
+
+
+def transfer_syntax(ds: Any) -> Any:
+    meta = getattr(ds, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    if uid is None:
+        from pydicom.uid import ImplicitVRLittleEndian
+
+        return ImplicitVRLittleEndian if getattr(ds, "is_implicit_VR", True) else None
+    return uid
+
+
+def decode_pixels(ds: Any, label: str, index: int | None = 0) -> np.ndarray:
+    """Decoded stored values: (rows, cols[, 3]) for one frame, (frames, ...) for index=None."""
+    from pydicom.pixels.decoders.base import get_decoder
+
+    ts = transfer_syntax(ds)
+    ts_name = getattr(ts, "name", str(ts))
+    try:
+        decoder = get_decoder(ts)
+    except NotImplementedError as exc:
+        raise UnsupportedDicom(
+            f"{label}: transfer syntax {ts_name} ({ts}) has no Python decoder; convert the "
+            "file to Explicit VR Little Endian first (dcmtk `dcmconv +te`, `gdcmconv --raw`)."
+        ) from exc
+    if not decoder.is_available:
+        needs = "; ".join(decoder.missing_dependencies) or "a decoding plugin"
+        raise UnsupportedDicom(f"{label}: cannot decode {ts_name}: install {needs}.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            arr, _meta = decoder.as_array(ds, index=index, as_rgb=True)
+    except MemoryError as exc:
+        raise ImageTooLarge(f"{label}: not enough memory to decode the pixel data.") from exc
+    except Exception as exc:
+        msg = str(exc)
+        if "all available plugins" in msg or "does not support" in msg:
+            # e.g. 12-bit JPEG Extended: neither pylibjpeg-libjpeg, Pillow nor GDCM's
+            # Python plugin decode it; dcmtk's dcmdjpeg does.
+            raise UnsupportedDicom(
+                f"{label}: the installed decoders (pylibjpeg-libjpeg, Pillow) cannot decode "
+                f"this {ts_name} pixel data. Decompress it with dcmtk "
+                "(`apt install dcmtk`, then `dcmdjpeg in.dcm out.dcm`) and retry."
+            ) from exc
+        if "truncat" in msg.lower() or "length" in msg.lower() or "end of" in msg.lower():
+            raise TruncatedImage(f"{label}: truncated pixel data ({_short(msg)}).") from exc
+        raise InvalidImage(f"{label}: pixel data could not be decoded ({_short(msg)}).") from exc
+    return arr
+
+
+def to_display(arr: np.ndarray, ds: Any) -> np.ndarray:
+    """Stored values of one frame → display-ready uint8 ("L": 2-D, RGB: H×W×3)."""
+    if arr.ndim == 3:
+        return _colour_to_uint8(arr, ds)
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = apply_modality_lut(arr, ds).astype(np.float64)
+        if ("VOILUTSequence" in ds and ds.VOILUTSequence) or _has_window(ds):
+            values = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
+    # Full range: the windowed values' own extent, as Google's CXR serving code does
+    # (a window wider than the data would otherwise leave a washed-out film).
+    lo, hi = float(values.min()), float(values.max())
+    scaled = _rescale(values, lo, hi)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        scaled = 255 - scaled  # MONOCHROME1: low values are white
+    return scaled
+
+
+def _has_window(ds: Any) -> bool:
+    try:
+        center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+        if center is None or width is None:
+            return False
+        w = width[0] if getattr(ds["WindowWidth"], "VM", 1) > 1 else width
+        return float(w) >= 1
+    except (TypeError, ValueError, IndexError, KeyError):
+        return False
+
+
+def _rescale(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    if not np.isfinite(lo) or not np.isfinite(hi) or hi <= lo:
+        return np.zeros(values.shape, np.uint8)
+    out = (values - lo) * (255.0 / (hi - lo))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _colour_to_uint8(arr: np.ndarray, ds: Any) -> np.ndarray:
+    # decode(as_rgb=True) has already turned YBR_FULL/YBR_FULL_422 into RGB.
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    bits = int(ds.get("BitsStored", 16) or 16)
+    return _rescale(arr.astype(np.float64), 0.0, float(2**bits - 1))
+
+
+def _sop_name(ds: Any) -> str:
+    uid = ds.get("SOPClassUID")
+    name = getattr(uid, "name", None) if uid is not None else None
+    modality = ds.get("Modality")
+    if name and name != str(uid):
+        return name
+    return f"Modality {modality}" if modality else "unknown object type"
+
+
+def _short(exc: object, limit: int = 160) -> str:
+    msg = " ".join(str(exc).split())
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"

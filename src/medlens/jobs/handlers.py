@@ -1,0 +1,196 @@
+"""Job handlers: what an `interpret` or `followup` job does.
+
+No FastAPI here: `medlens serve` runs these in its worker threads and `medlens worker`
+processes run the very same functions. Results are written through the runner's
+deferred writes (`ctx.save_interpretation`, `ctx.add_message`), which commit in the same
+transaction that marks the job done, so a crash never leaves a half-written result.
+Models are loaded once per process, lazily, by the first job that needs them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from medlens.config import Settings
+from medlens.store.base import Job
+
+_models_lock = threading.Lock()
+_models: dict[tuple[str, str, str], ModelPair] = {}
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    generator: Any  # medlens.models.protocols.Generator
+    encoder: Any  # medlens.models.protocols.Encoder | None
+
+
+DEMO_GENERATOR = "medlens/test-medgemma-realtext"
+DEMO_ENCODER = "medlens/test-medsiglip"
+
+
+def _is_test_record(model: str, settings: Settings) -> bool:
+    from medlens.models.registry import load_registry
+
+    registry = load_registry(settings)
+    return model in registry and registry.get(model).is_test
+
+
+def model_ids(settings: Settings) -> tuple[str, str]:
+    """Demo mode keeps an explicitly chosen test model (tests pick the tiniest one) and
+    otherwise uses the English-speaking test generator."""
+    if not settings.demo:
+        return settings.generator, settings.encoder
+    gen = settings.generator if _is_test_record(settings.generator, settings) else DEMO_GENERATOR
+    enc = settings.encoder if _is_test_record(settings.encoder, settings) else DEMO_ENCODER
+    return gen, enc
+
+
+def shared_models(settings: Settings) -> ModelPair:
+    """The process-wide generator/encoder for these settings (loaded on first use)."""
+    gen_id, enc_id = model_ids(settings)
+    key = (gen_id, enc_id, settings.device)
+    with _models_lock:
+        pair = _models.get(key)
+        if pair is None:
+            from medlens.models.loader import load_encoder, load_generator
+
+            if settings.demo:
+                from medlens.models.testmodels import ensure_test_models
+
+                ensure_test_models(settings, realtext="realtext" in gen_id)
+            pair = ModelPair(load_generator(gen_id, settings), load_encoder(enc_id, settings))
+            _models[key] = pair
+        return pair
+
+
+def _options(settings: Settings, language: str) -> Any:
+    from medlens.models.registry import load_registry
+    from medlens.tasks.interpret import InterpretOptions
+
+    registry = load_registry(settings)
+    gen_id, enc_id = model_ids(settings)
+    gen_rec = registry.resolve(gen_id) if gen_id in registry else None
+    enc_rec = registry.resolve(enc_id) if enc_id in registry else None
+    if gen_rec is None:
+        return InterpretOptions(language=language, max_new_tokens=settings.max_new_tokens)
+    return InterpretOptions.from_records(gen_rec, enc_rec, settings, language=language)
+
+
+class _EventBridge:
+    """medlens.tasks.streaming.Event → runner progress / live events; stops on cancel."""
+
+    def __init__(self, ctx: Any, start: float, end: float) -> None:
+        self.ctx, self.start, self.end = ctx, start, end
+        self.fraction = start
+
+    def __call__(self, ev: Any) -> None:
+        if getattr(self.ctx, "cancelled", False):
+            from medlens.jobs.runner import JobCancelled
+
+            raise JobCancelled(getattr(self.ctx, "cancel_reason", None) or "cancelled")
+        if ev.kind == "stage":
+            if ev.progress is not None:
+                self.fraction = self.start + (self.end - self.start) * float(ev.progress)
+            self.ctx.progress(self.fraction, ev.stage or "working")
+        elif ev.kind == "token" and ev.text:
+            self.ctx.emit("token", {"text": ev.text})
+        elif ev.kind == "warning":
+            self.ctx.emit("warning", {"text": ev.text, "stage": ev.stage})
+
+
+def _study_for_task(job: Job, ctx: Any) -> Any:
+    """Rebuild the task-level Study from the store's de-identified blobs."""
+    from medlens.imaging.ingest import ingest
+    from medlens.tasks.study import Study, StudyContext
+
+    study = ctx.store.get_study(job.study_id)
+    if study is None:
+        return None
+    ingested = [ingest(ctx.store.blobs.read(img.sha256), name=img.filename)
+                for img in study.images]
+    c = study.context
+    context = StudyContext(indication=c.get("indication"), age=c.get("age"), sex=c.get("sex"))
+    return Study.from_ingested(ingested, context=context, study_id=study.id)
+
+
+def study_language(job: Job, ctx: Any) -> str:
+    study = ctx.store.get_study(job.study_id)
+    lang = job.payload.get("language") or (study.context.get("language") if study else None)
+    return str(lang or ctx.settings.language)
+
+
+def _library(settings: Settings) -> Any:
+    """The case library for similar cases, when one has been built (else None)."""
+    try:
+        from medlens.tasks.library import CaseLibrary
+
+        lib = CaseLibrary.open(settings)
+    except Exception:
+        return None
+    try:
+        if lib.size() == 0:
+            lib.close()
+            return None
+    except Exception:
+        return None
+    return lib
+
+
+def handle_interpret(job: Job, ctx: Any) -> dict[str, Any]:
+    from medlens.tasks.interpret import interpret
+
+    ctx.progress(0.02, "Reading images")
+    study = _study_for_task(job, ctx)
+    if study is None:
+        return {"skipped": "study deleted"}
+    ctx.progress(0.06, "Loading models (the first run takes longer)")
+    models = shared_models(ctx.settings)
+    options = _options(ctx.settings, study_language(job, ctx))
+    library = _library(ctx.settings)
+    try:
+        interpretation = interpret(
+            study, options, generator=models.generator, encoder=models.encoder,
+            library=library, on_event=_EventBridge(ctx, 0.1, 0.98))
+    finally:
+        if library is not None:
+            library.close()
+    data = interpretation.model_dump(mode="json")
+    ctx.save_interpretation(data)
+    ctx.progress(1.0, "Done")
+    return {"status": data.get("status"), "urgency": (data.get("urgency") or {}).get("level")}
+
+
+def handle_followup(job: Job, ctx: Any) -> dict[str, Any]:
+    from medlens.tasks.conversation import Conversation, Turn
+    from medlens.tasks.interpretation import Interpretation
+
+    ctx.progress(0.05, "Reading the study")
+    study = _study_for_task(job, ctx)
+    data = ctx.store.get_interpretation(job.study_id) if study is not None else None
+    if study is None or data is None:
+        return {"skipped": "study deleted"}
+    messages = ctx.store.list_messages(study.study_id)
+    seq = int(job.payload.get("question_seq", -1))
+    question = next((m.content for m in messages if m.seq == seq and m.role == "user"), None)
+    if question is None:
+        return {"skipped": "question not found"}
+    ctx.progress(0.15, "Loading models")
+    models = shared_models(ctx.settings)
+    conv = Conversation.start(study, Interpretation.model_validate(data),
+                              _options(ctx.settings, study_language(job, ctx)))
+    # Earlier answered turns, in order (an unanswered question is skipped).
+    earlier = [m for m in messages if m.seq < seq]
+    for q, a in itertools.pairwise(earlier):
+        if q.role == "user" and a.role == "assistant":
+            conv.turns.append(Turn(q.content, a.content))
+    ctx.progress(0.3, "Answering")
+    turn = conv.ask(models.generator, question, on_event=_EventBridge(ctx, 0.3, 0.98))
+    ctx.add_message("assistant", turn.answer)
+    ctx.progress(1.0, "Done")
+    return {"answer": turn.answer, "question_seq": seq}
+
+
+HANDLERS = {"interpret": handle_interpret, "followup": handle_followup}

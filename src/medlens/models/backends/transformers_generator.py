@@ -1,0 +1,331 @@
+"""Generator backend on Hugging Face transformers: Gemma 3 VLMs and text-only Gemma 3.
+
+A manual decoding loop (not `generate`) so that: image features are computed by us and
+cached by ImagePart.key (follow-up turns never re-run the vision tower), every stage is
+timed, text streams as it is decoded, and stop strings / min tokens are exact.
+Heavy imports happen at load time only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from medlens.errors import ConfigError, GenerationError
+from medlens.models.backends.torch_runtime import configure_threads, torch_dtype
+from medlens.models.chat_template import GEMMA3_CHAT_TEMPLATE, GEMMA_CONTROL_STRINGS
+from medlens.models.protocols import (
+    BackendInfo,
+    ChatMessage,
+    GenerationConfig,
+    GenerationStats,
+    ImagePart,
+    TextPart,
+)
+from medlens.models.stream_text import StopStringBuffer
+from medlens.models.thinking import ThinkingFilter
+
+IMAGE_CACHE_SIZE = 32  # encoded images kept per model (follow-up questions reuse them)
+
+
+class TransformersGenerator:
+    """Implements protocols.Generator and protocols.LoglikelihoodScorer."""
+
+    def __init__(self, model: Any, processor: Any, info: BackendInfo) -> None:
+        import torch
+
+        self.model = model
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.info = info
+        self.device = torch.device(info.device)
+        self.multimodal = hasattr(model.config, "vision_config") and hasattr(
+            model, "get_image_features"
+        )
+        if self.tokenizer.chat_template is None:
+            self.tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
+        self._image_cache: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()  # one generation at a time per loaded model
+        self.eos_ids = _eos_ids(model, self.tokenizer)
+        vocab_rows = model.get_output_embeddings().weight.shape[0]
+        # Rows beyond the tokenizer (MedGemma pads its vocab to 262208) and the image
+        # soft token are never valid outputs.
+        banned = list(range(len(self.tokenizer), vocab_rows))
+        if self.multimodal:
+            banned.append(int(model.config.image_token_id))
+        self._banned = torch.tensor(sorted(set(banned)), dtype=torch.long, device=self.device)
+
+    # --- prompt --------------------------------------------------------------
+    def _chat_dicts(self, messages: Sequence[ChatMessage]) -> tuple[list[dict], list[ImagePart]]:
+        out: list[dict] = []
+        images: list[ImagePart] = []
+        for msg in messages:
+            parts: list[dict] = []
+            for part in msg.content:
+                if isinstance(part, ImagePart):
+                    if not self.multimodal:
+                        raise ConfigError(
+                            f"Model {self.info.model_id!r} is text-only; it cannot take images."
+                        )
+                    images.append(part)
+                    parts.append({"type": "image"})
+                elif isinstance(part, TextPart):
+                    parts.append({"type": "text", "text": _sanitise(part.text)})
+            out.append({"role": msg.role, "content": parts})
+        return out, images
+
+    def build_prompt(self, messages: Sequence[ChatMessage]) -> tuple[list[int], list[ImagePart]]:
+        """Token ids of the templated conversation (image blocks expanded)."""
+        chat, images = self._chat_dicts(messages)
+        try:
+            text = self.tokenizer.apply_chat_template(
+                chat, tokenize=False, add_generation_prompt=True
+            )
+        except Exception as exc:  # jinja raise_exception: roles must alternate, etc.
+            raise ConfigError(f"Cannot format the conversation for this model: {exc}") from exc
+        if images:
+            boi = self.processor.boi_token
+            if text.count(boi) != len(images):
+                raise GenerationError("Image placeholders do not match the images given.")
+            text = text.replace(boi, self.processor.full_image_sequence)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return list(ids), images
+
+    # --- images --------------------------------------------------------------
+    def _image_features(self, images: Sequence[ImagePart], stats: GenerationStats) -> Any:
+        """(n_images * tokens_per_image, hidden) features; encodes only uncached images."""
+        import torch
+
+        todo = [key for key in dict.fromkeys(im.key for im in images)
+                if key not in self._image_cache]
+        by_key = {im.key: im for im in images}
+        if todo:
+            pixel = self.processor.image_processor(
+                images=[by_key[k].image.convert("RGB") for k in todo], return_tensors="pt"
+            )["pixel_values"].to(self.device, self.model.dtype)
+            with torch.inference_mode():
+                feats = self.model.get_image_features(pixel_values=pixel)
+            feats = getattr(feats, "pooler_output", feats)
+            for key, feat in zip(todo, feats, strict=True):
+                self._image_cache[key] = feat
+                while len(self._image_cache) > IMAGE_CACHE_SIZE:
+                    self._image_cache.popitem(last=False)
+        stats.images_encoded += len(todo)
+        stats.images_cached += len(images) - len(todo)
+        for im in images:
+            self._image_cache.move_to_end(im.key)
+        return torch.cat([self._image_cache[im.key] for im in images], dim=0)
+
+    # --- generation ----------------------------------------------------------
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        config: GenerationConfig,
+        stats: GenerationStats | None = None,
+    ) -> Iterator[str]:
+        stats = stats if stats is not None else GenerationStats()
+        with self._lock:
+            yield from self._stream(messages, config, stats)
+
+    def _stream(
+        self, messages: Sequence[ChatMessage], config: GenerationConfig, stats: GenerationStats
+    ) -> Iterator[str]:
+        import torch
+        from transformers import DynamicCache
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        t0 = time.perf_counter()
+        ids, images = self.build_prompt(messages)
+        stats.prompt_tokens = len(ids)
+        stats.timings["tokenize"] = time.perf_counter() - t0
+        input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
+        kwargs: dict[str, Any] = {}
+        if images:
+            t = time.perf_counter()
+            feats = self._image_features(images, stats)
+            stats.timings["vision_encode"] = time.perf_counter() - t
+            kwargs["mm_encoder_outputs"] = {
+                "image": BaseModelOutputWithPooling(pooler_output=feats[None])
+            }
+            # Gemma 3 attends bidirectionally within each image block during prefill.
+            kwargs["token_type_ids"] = (input_ids == self.model.config.image_token_id).long()
+        else:
+            stats.timings["vision_encode"] = 0.0
+        generator = None
+        if config.temperature > 0:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(config.seed if config.seed is not None else 0)
+
+        cache = DynamicCache(config=self.model.config.get_text_config())
+        out_ids: list[int] = []
+        stopper = StopStringBuffer(config.stop)
+        thinking = ThinkingFilter()
+        stats.finish_reason = "length"
+        t_prefill = time.perf_counter()
+        t_decode = None
+        with torch.inference_mode():
+            logits = self.model(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                **kwargs,
+            ).logits[0, -1]
+            for step in range(config.max_new_tokens):
+                token = self._pick(logits, config, step, generator)
+                if step == 0:
+                    now = time.perf_counter()
+                    stats.timings["prefill"] = now - t_prefill
+                    stats.timings["first_token"] = now - t0
+                    t_decode = now
+                if token in self.eos_ids:
+                    stats.finish_reason = "stop"
+                    break
+                out_ids.append(token)
+                stats.output_tokens = len(out_ids)
+                piece, hit = stopper.feed(self._decode(out_ids))
+                piece = thinking.feed(piece)
+                if piece:
+                    yield piece
+                if hit:
+                    stats.finish_reason = "stop_string"
+                    break
+                if step + 1 == config.max_new_tokens:
+                    break
+                logits = self.model(
+                    input_ids=torch.tensor([[token]], device=self.device),
+                    past_key_values=cache,
+                    use_cache=True,
+                ).logits[0, -1]
+        if stats.finish_reason != "stop_string":
+            rest = thinking.feed(stopper.flush()) + thinking.flush()
+            if rest:
+                yield rest
+        else:
+            tail = thinking.flush()
+            if tail:
+                yield tail
+        end = time.perf_counter()
+        stats.timings["decode"] = end - t_decode if t_decode is not None else 0.0
+        stats.timings["total"] = end - t0
+        if stats.output_tokens > 1 and stats.timings["decode"] > 0:
+            stats.timings["decode_tokens_per_s"] = (stats.output_tokens - 1) / stats.timings[
+                "decode"
+            ]
+
+    def _decode(self, out_ids: list[int]) -> str:
+        return self.tokenizer.decode(out_ids, skip_special_tokens=True)
+
+    def _pick(self, logits: Any, config: GenerationConfig, step: int, generator: Any) -> int:
+        import torch
+
+        logits = logits.float()
+        if self._banned.numel():
+            logits[self._banned] = float("-inf")
+        if step < config.min_new_tokens:
+            logits[list(self.eos_ids)] = float("-inf")
+        if config.temperature <= 0:
+            return int(torch.argmax(logits))
+        probs = torch.softmax(logits / config.temperature, dim=-1)
+        if config.top_p < 1.0:
+            sorted_p, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < config.top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+            probs = probs / probs.sum()
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+    # --- scoring -------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def loglikelihood(self, context: str, continuations: Sequence[str]) -> list[float]:
+        """Sum of log p(continuation tokens | context), raw text (no chat template)."""
+        import torch
+
+        ctx_ids = self.tokenizer(context, add_special_tokens=True)["input_ids"]
+        scores: list[float] = []
+        with self._lock, torch.inference_mode():
+            for cont in continuations:
+                whole = self.tokenizer(context + cont, add_special_tokens=True)["input_ids"]
+                # Tokens may merge across the boundary: score what follows the context's
+                # longest common prefix (lm-eval-harness convention).
+                n = 0
+                while n < min(len(ctx_ids), len(whole)) and ctx_ids[n] == whole[n]:
+                    n += 1
+                n = max(1, n)
+                if n >= len(whole):
+                    scores.append(0.0)
+                    continue
+                ids = torch.tensor([whole], device=self.device)
+                logits = self.model(input_ids=ids, use_cache=False).logits[0].float()
+                logp = torch.log_softmax(logits[n - 1 : -1], dim=-1)
+                target = ids[0, n:]
+                scores.append(float(logp.gather(1, target[:, None]).sum()))
+        return scores
+
+    def clear_image_cache(self) -> None:
+        self._image_cache.clear()
+
+
+def _sanitise(text: str) -> str:
+    for control in GEMMA_CONTROL_STRINGS:
+        text = text.replace(control, "")
+    return text
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
+        ids.add(end_of_turn)
+    return frozenset(ids)
+
+
+def load_generator(
+    record: Any, path: Path, *, device: str, dtype: str, weights_hash: str = ""
+) -> TransformersGenerator:
+    """Load a checkpoint folder (Gemma 3 VLM or causal LM) for generation."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
+
+    configure_threads()
+    config = AutoConfig.from_pretrained(path)
+    tdtype = torch_dtype(dtype)
+    if hasattr(config, "vision_config"):
+        if config.model_type != "gemma3":
+            raise ConfigError(
+                f"{path}: model type {config.model_type!r} is not supported for images "
+                "(MedLens runs Gemma 3 / MedGemma vision-language models)."
+            )
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=tdtype)
+        processor = AutoProcessor.from_pretrained(path)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=tdtype)
+        processor = AutoTokenizer.from_pretrained(path)
+    model.to(device).eval()
+    info = BackendInfo(
+        model_id=record.id,
+        backend="transformers",
+        source=record.source,
+        revision=record.revision,
+        weights_hash=weights_hash,
+        dtype=dtype,
+        device=device,
+        is_test=record.is_test,
+    )
+    return TransformersGenerator(model, processor, info)

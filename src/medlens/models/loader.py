@@ -1,0 +1,154 @@
+"""Load a Generator / Encoder for a registry id or a path, once per process.
+
+Resolution: registry record (or ad-hoc record for a path) -> source scheme -> backend
+factory ("module:function" in backends.SCHEME_LOADERS) -> loaded model, cached per
+(id, source, kind, device, dtype). Missing weights raise ModelNotAvailable saying how to
+get them; test models are built on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from pathlib import Path
+from typing import Any
+
+from medlens.errors import MedLensError, ModelNotAvailable, SourceNotImplemented
+from medlens.models import backends
+from medlens.models.hub import checkpoint_path, missing_message, weights_hash
+from medlens.models.registry import ModelKind, ModelRecord, load_registry
+
+_CACHE: dict[tuple[str, str, str, str, str], Any] = {}
+_LOCK = threading.RLock()
+
+
+def resolve_record(model: str | ModelRecord, settings: Any, kind: ModelKind) -> ModelRecord:
+    if isinstance(model, ModelRecord):
+        record = model
+    else:
+        record = load_registry(settings).resolve(model, kind=kind)
+    if record.kind != kind:
+        from medlens.errors import UnknownModel
+
+        raise UnknownModel(f"Model {record.id!r} is an {record.kind}, not an {kind}.")
+    return record
+
+
+def _factory(scheme: str, kind: str) -> Any:
+    target = backends.SCHEME_LOADERS.get(scheme, {}).get(kind)
+    if target is None:
+        raise SourceNotImplemented(f"{scheme}: sources cannot provide an {kind} (yet).")
+    backend = backends.SCHEME_BACKEND[scheme]
+    backends.require(backend)
+    module_name, _, func = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise SourceNotImplemented(
+                f"{scheme}: sources are not implemented yet in this MedLens version "
+                "(use an hf: id or a local checkpoint folder)."
+            ) from exc
+        raise
+    return getattr(module, func)
+
+
+def _test_models_dir(settings: Any) -> Path:
+    return Path(settings.test_models_dir).expanduser()
+
+
+def _local_weights(record: ModelRecord, settings: Any, build_test_models: bool) -> Path:
+    path = checkpoint_path(record)
+    if path is not None:
+        return path
+    src = record.parsed_source
+    in_test_dir = src.scheme == "path" and _is_within(src.path, _test_models_dir(settings))
+    if record.is_test and in_test_dir and build_test_models:
+        from medlens.models.testmodels import REALTEXT_NAMES, ensure_test_models
+
+        try:
+            ensure_test_models(settings, realtext=src.path.name in REALTEXT_NAMES)
+        except MedLensError as exc:
+            raise ModelNotAvailable(missing_message(record, str(exc))) from exc
+        path = checkpoint_path(record)
+        if path is not None:
+            return path
+    raise ModelNotAvailable(missing_message(record))
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    try:
+        path.expanduser().resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _device_dtype(record: ModelRecord, settings: Any, device: str | None,
+                  dtype: str | None) -> tuple[str, str]:
+    from medlens.models.backends.torch_runtime import (
+        check_dtype_name,
+        resolve_device,
+        resolve_dtype,
+    )
+
+    requested_dtype = dtype or getattr(settings, "dtype", "auto") or "auto"
+    check_dtype_name(requested_dtype)  # refuse fp16 before anything heavy happens
+    dev = resolve_device(device or getattr(settings, "device", "auto") or "auto")
+    return dev, resolve_dtype(requested_dtype, device=dev, record_dtype=record.dtype,
+                              is_test=record.is_test)
+
+
+def _load(model: str | ModelRecord, settings: Any, kind: ModelKind, device: str | None,
+          dtype: str | None, build_test_models: bool) -> Any:
+    if settings is None:
+        from medlens.config import load_settings
+
+        settings = load_settings()
+    record = resolve_record(model, settings, kind)
+    scheme = record.parsed_source.scheme
+    if dtype is not None or getattr(settings, "dtype", "auto") != "auto":
+        from medlens.models.backends.torch_runtime import check_dtype_name
+
+        check_dtype_name(dtype or settings.dtype)
+    factory = _factory(scheme, kind)
+    if scheme in ("gguf", "openai"):
+        # Other backends choose their own device/dtype; they get the record and settings.
+        key = (record.id, record.source, kind, "", "")
+        with _LOCK:
+            if key not in _CACHE:
+                _CACHE[key] = factory(record, settings)
+            return _CACHE[key]
+    dev, dt = _device_dtype(record, settings, device, dtype)
+    key = (record.id, record.source, kind, dev, dt)
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        path = _local_weights(record, settings, build_test_models)
+        whash = weights_hash(path, Path(settings.data_dir).expanduser())
+        loaded = factory(record, path, device=dev, dtype=dt, weights_hash=whash)
+        _CACHE[key] = loaded
+        return loaded
+
+
+def load_generator(model: str | ModelRecord, settings: Any = None, *, device: str | None = None,
+                   dtype: str | None = None, build_test_models: bool = True) -> Any:
+    """A protocols.Generator for a registry id, a path, or a record (cached per process)."""
+    return _load(model, settings, "generator", device, dtype, build_test_models)
+
+
+def load_encoder(model: str | ModelRecord, settings: Any = None, *, device: str | None = None,
+                 dtype: str | None = None, build_test_models: bool = True) -> Any:
+    """A protocols.Encoder for a registry id, a path, or a record (cached per process)."""
+    return _load(model, settings, "encoder", device, dtype, build_test_models)
+
+
+def loaded_models() -> list[tuple[str, str, str, str, str]]:
+    with _LOCK:
+        return list(_CACHE)
+
+
+def unload_all() -> None:
+    """Forget every loaded model (tests, memory pressure)."""
+    with _LOCK:
+        _CACHE.clear()

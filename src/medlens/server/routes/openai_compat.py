@@ -1,0 +1,103 @@
+"""OpenAI-compatible `POST /v1/chat/completions` (text + image_url data URLs, streaming)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from medlens.disclaimer import DISCLAIMER
+from medlens.errors import MedLensError
+from medlens.jobs.handlers import shared_models
+from medlens.server.deps import api_actor, audit, get_state
+from medlens.server.schemas import ChatCompletion, ChatCompletionRequest
+from medlens.server.security import Actor
+from medlens.server.services import chat
+from medlens.server.state import ServerState
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def _semaphore(state: ServerState) -> threading.BoundedSemaphore:
+    sem = state.extra.get("chat_semaphore")
+    if sem is None:
+        sem = state.extra["chat_semaphore"] = threading.BoundedSemaphore(state.settings.workers)
+    return sem
+
+
+@router.post("/chat/completions", response_model=ChatCompletion,
+             responses={200: {"content": {"text/event-stream": {}}}})
+async def chat_completions(
+    req: ChatCompletionRequest, actor: Annotated[Actor, Depends(api_actor)],
+    state: Annotated[ServerState, Depends(get_state)],
+) -> Any:
+    """Chat with the configured generator (MedGemma). The response carries MedLens's
+    `disclaimer` field; every answer is an AI draft that a clinician must review."""
+    settings = state.settings
+    sem = _semaphore(state)
+    await run_in_threadpool(audit, state, actor, "chat", detail={"stream": req.stream})
+    if not req.stream:
+        def work() -> dict[str, Any]:
+            with sem:
+                gen = shared_models(settings).generator
+                return chat.run(req, gen, settings)
+        body = await run_in_threadpool(work)
+        return JSONResponse({**body, "disclaimer": DISCLAIMER})
+
+    # Validate and load before the 200 goes out, so errors still get a proper status.
+    def prepare() -> Any:
+        gen = shared_models(settings).generator
+        chat.build_messages(req, gen, settings)
+        return gen
+    generator = await run_in_threadpool(prepare)
+    return StreamingResponse(_sse(req, generator, state, sem), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _sse(req: ChatCompletionRequest, generator: Any, state: ServerState,
+               sem: threading.BoundedSemaphore) -> AsyncIterator[bytes]:
+    """Run the blocking generator in a thread; hand chunks to the event loop via a queue."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            with sem:
+                for item in chat.stream_chunks(req, generator, state.settings):
+                    if stop.is_set():
+                        return
+                    asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
+        except MedLensError as err:
+            asyncio.run_coroutine_threadsafe(queue.put(err), loop).result()
+        except Exception as err:
+            asyncio.run_coroutine_threadsafe(queue.put(err), loop).result()
+        finally:
+            asyncio.run_coroutine_threadsafe(queue.put(end), loop).result()
+
+    thread = threading.Thread(target=produce, name="medlens-chat", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is end:
+                break
+            if isinstance(item, Exception):
+                message = item.message if isinstance(item, MedLensError) else "generation failed"
+                err = {"error": {"message": message, "type": "server_error", "param": None,
+                                 "code": getattr(item, "code", "internal_error")}}
+                yield f"data: {json.dumps(err)}\n\n".encode()
+                break
+            yield f"data: {json.dumps(item, ensure_ascii=False)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+    finally:
+        stop.set()
+        while not queue.empty():  # unblock a producer waiting on a full queue
+            queue.get_nowait()

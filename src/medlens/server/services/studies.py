@@ -1,0 +1,145 @@
+"""Studies: upload, list, show, delete, follow-up. Synchronous (called in a threadpool)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from medlens.errors import InvalidImage, MedLensError, NotFound
+from medlens.server.schemas import ImageOut, JobOut, MessageOut, StudyOut
+from medlens.server.security import Actor
+from medlens.server.services.intake import prepare
+from medlens.server.state import ServerState
+from medlens.store.base import Job, Message, NewImage, Study
+
+MAX_FILES = 16
+_CONTEXT_LIMITS = {"indication": 1000, "age": 16, "sex": 16, "language": 16}
+_LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+
+
+class BadRequest(MedLensError):
+    http_status = 400
+    code = "bad_request"
+
+
+def clean_context(raw: dict[str, Any], default_language: str) -> dict[str, Any]:
+    """The optional clinical context, trimmed and length-checked (all untrusted text)."""
+    context: dict[str, Any] = {}
+    for key, limit in _CONTEXT_LIMITS.items():
+        value = raw.get(key)
+        if value is None:
+            continue
+        text = str(value).strip()
+        if not text:
+            continue
+        if len(text) > limit:
+            raise BadRequest(f"'{key}' is too long (at most {limit} characters).")
+        context[key] = text
+    lang = context.get("language", default_language)
+    if not _LANG.match(lang):
+        raise BadRequest(f"'language' must be a language code such as 'en' or 'fr', not {lang!r}.")
+    context["language"] = lang.lower()
+    return context
+
+
+def upload(
+    state: ServerState,
+    files: list[tuple[str | None, bytes]],
+    context: dict[str, Any],
+    *,
+    idempotency_key: str | None,
+    actor: Actor,
+) -> tuple[Study, bool, Job | None]:
+    if not files:
+        raise BadRequest("No image: send one or more files in parts named 'files'.")
+    if len(files) > MAX_FILES:
+        raise BadRequest(f"Too many files: at most {MAX_FILES} images per study.")
+    prepared = []
+    for name, data in files:
+        if not data:
+            raise InvalidImage(f"{name or 'file'}: the file is empty.")
+        prepared.append(prepare(data, name, state.settings))
+    images = [NewImage(**{**p.new.__dict__, "data": p.data}) if _accepts_data() else p.new
+              for p in prepared]
+    if not _accepts_data():
+        for p in prepared:
+            state.store.blobs.put(p.data)
+    owner = actor.name if actor.kind == "token" else None
+    study, created = state.store.create_study(
+        images, context, idempotency_key=idempotency_key, owner=owner
+    )
+    job = latest_job(state, study.id, "interpret")
+    needs_job = created or (
+        state.store.get_interpretation(study.id) is None
+        and (job is None or job.status == "failed")
+    )
+    if needs_job:
+        job = state.store.enqueue_job(
+            "interpret", {"language": context.get("language")}, study_id=study.id
+        )
+        state.wake_runner()
+    return study, created, job
+
+
+def _accepts_data() -> bool:
+    return "data" in getattr(NewImage, "__dataclass_fields__", {})
+
+
+def latest_job(state: ServerState, study_id: str, kind: str | None = None) -> Job | None:
+    jobs = state.store.list_jobs(study_id=study_id, limit=1000)
+    jobs = [j for j in jobs if kind is None or j.kind == kind]
+    return max(jobs, key=lambda j: (j.created_at, j.id)) if jobs else None
+
+
+def get_study(state: ServerState, study_id: str) -> Study:
+    study = state.store.get_study(study_id)
+    if study is None:
+        raise NotFound(f"No study {study_id!r} (it may have been deleted).")
+    return study
+
+
+def job_out(job: Job) -> JobOut:
+    return JobOut(id=job.id, kind=job.kind, status=job.status, progress=job.progress,
+                  stage=job.stage, study_id=job.study_id, error=job.error,
+                  events_url=f"/v1/jobs/{job.id}/events")
+
+
+def study_out(state: ServerState, study: Study, *, with_job: bool = True) -> StudyOut:
+    job = latest_job(state, study.id) if with_job else None
+    images = [
+        ImageOut(id=img.id, position=img.position, format=img.format, filename=img.filename,
+                 sha256=img.sha256, url=f"/v1/studies/{study.id}/images/{img.position}.png",
+                 metadata=img.metadata)
+        for img in study.images
+    ]
+    return StudyOut(
+        id=study.id, created_at=study.created_at, context=study.context, images=images,
+        job=job_out(job) if job else None,
+        interpretation_url=f"/v1/studies/{study.id}/interpretation",
+        has_interpretation=state.store.get_interpretation(study.id) is not None,
+    )
+
+
+def message_out(msg: Message) -> MessageOut:
+    return MessageOut(seq=msg.seq, role=msg.role, content=msg.content,
+                      created_at=msg.created_at, job_id=msg.job_id)
+
+
+def ask_followup(
+    state: ServerState, study_id: str, question: str, language: str | None
+) -> tuple[Message, Job]:
+    study = get_study(state, study_id)
+    if state.store.get_interpretation(study.id) is None:
+        raise BadRequest("The report is not ready yet; ask again when it has finished.")
+    message = state.store.add_message(study.id, "user", question)
+    job = state.store.enqueue_job(
+        "followup", {"question_seq": message.seq, "language": language}, study_id=study.id
+    )
+    state.wake_runner()
+    return message, job
+
+
+def delete_study(state: ServerState, study_id: str) -> None:
+    study = get_study(state, study_id)
+    if not state.store.delete_study(study.id):
+        raise NotFound(f"No study {study_id!r}.")

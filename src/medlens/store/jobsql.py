@@ -1,0 +1,236 @@
+"""Job queue SQL shared by both backends: enqueue, lease-based claim, heartbeat, finish.
+
+A claim takes the oldest queued job, or a running one whose lease expired (its worker
+died), and increments `attempts`; a job whose worker died on its last allowed attempt
+ends 'failed' with a reason. finish/fail/update accept `worker_id` so that only the
+current lease owner can write: a worker that lost its lease cannot overwrite.
+Mixed into `SqlStore`, which supplies transactions and value conversion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from medlens.store import rows as R
+from medlens.store.base import Job, JobStatus
+
+
+class JobsSql:
+    def _get_job(self, c: Any, job_id: str) -> Job | None:
+        row = c.execute(f"SELECT {R.JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return self._job(row) if row else None
+
+    def enqueue_job(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        study_id: str | None = None,
+        max_attempts: int = R.DEFAULT_MAX_ATTEMPTS,
+    ) -> Job:
+        with self._write() as c:
+            now = self._ts(self._now(c))
+            job_id = R.new_id()
+            self._insert_job(c, job_id, kind, payload, study_id, max(1, max_attempts), now)
+            job = self._get_job(c, job_id)
+            assert job is not None
+            return job
+
+    def _insert_job(
+        self,
+        c: Any,
+        job_id: str,
+        kind: str,
+        payload: Any,
+        study_id: str | None,
+        max_attempts: int,
+        now: Any,
+    ) -> None:
+        raise NotImplementedError
+
+    def claim_job(
+        self,
+        worker_id: str,
+        *,
+        lease_seconds: float = 300.0,
+        kinds: Sequence[str] | None = None,
+    ) -> Job | None:
+        with self._write() as c:
+            now = self._now(c)
+            # Jobs whose worker died on their last allowed attempt end here, with a reason.
+            c.execute(
+                "UPDATE jobs SET status = 'failed', updated_at = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, error = 'Gave up after ' || attempts ||"
+                " ' attempts: the worker running it stopped responding each time.'"
+                " WHERE id IN (SELECT id FROM jobs WHERE status = 'running'"
+                f" AND lease_expires_at < ? AND attempts >= max_attempts{self._skip_locked})",
+                (self._ts(now), self._ts(now)),
+            )
+            job_id = self._claim_candidate(c, now, kinds)
+            if job_id is None:
+                return None
+            c.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0,"
+                " stage = 'starting', lease_owner = ?, lease_expires_at = ?, updated_at = ?"
+                " WHERE id = ?",
+                (
+                    worker_id,
+                    self._ts(now + timedelta(seconds=lease_seconds)),
+                    self._ts(now),
+                    job_id,
+                ),
+            )
+            return self._get_job(c, job_id)
+
+    def heartbeat_job(self, job_id: str, worker_id: str, lease_seconds: float = 300.0) -> bool:
+        """Extend this worker's lease; False when the lease was lost or the job is gone."""
+        with self._write() as c:
+            now = self._now(c)
+            return (
+                c.execute(
+                    "UPDATE jobs SET lease_expires_at = ? WHERE id = ? AND status = 'running'"
+                    " AND lease_owner = ?",
+                    (self._ts(now + timedelta(seconds=lease_seconds)), job_id, worker_id),
+                ).rowcount
+                > 0
+            )
+
+    def _owned(self, worker_id: str | None) -> tuple[str, tuple[Any, ...]]:
+        if worker_id is None:
+            return "", ()
+        return " AND lease_owner = ?", (worker_id,)
+
+    def update_job(
+        self, job_id: str, *, progress: float, stage: str, worker_id: str | None = None
+    ) -> bool:
+        cond, extra = self._owned(worker_id)
+        with self._write() as c:
+            return (
+                c.execute(
+                    "UPDATE jobs SET progress = ?, stage = ?, updated_at = ?"
+                    f" WHERE id = ? AND status = 'running'{cond}",
+                    (R.clamp_progress(progress), stage, self._ts(self._now(c)), job_id, *extra),
+                ).rowcount
+                > 0
+            )
+
+    def finish_job(
+        self,
+        job_id: str,
+        result: dict[str, Any] | None = None,
+        *,
+        worker_id: str | None = None,
+        interpretation: dict[str, Any] | None = None,
+        messages: Sequence[tuple[str, str]] = (),
+    ) -> bool:
+        """Mark done and write the result, the interpretation and messages in ONE transaction.
+
+        With `worker_id`, only the current lease owner succeeds (a worker whose lease
+        expired and was re-claimed must not overwrite). Returns whether it applied.
+        """
+        cond, extra = self._owned(worker_id)
+        with self._write() as c:
+            now = self._ts(self._now(c))
+            applied = c.execute(
+                "UPDATE jobs SET status = 'done', progress = 1, stage = 'done', result = ?,"
+                " error = NULL, updated_at = ?, lease_expires_at = NULL"
+                f" WHERE id = ? AND status = 'running'{cond}",
+                (self._json_in(result) if result is not None else None, now, job_id, *extra),
+            ).rowcount
+            if not applied:
+                return False
+            study_id = c.execute("SELECT study_id FROM jobs WHERE id = ?", (job_id,)).fetchone()[0]
+            if (interpretation is not None or messages) and study_id is None:
+                raise ValueError("interpretation/messages need a job attached to a study")
+            if interpretation is not None:
+                self._save_interpretation(c, study_id, job_id, interpretation)
+            for role, content in messages:
+                self._add_message(c, study_id, role, content, job_id)
+            return True
+
+    def fail_job(self, job_id: str, error: str, *, worker_id: str | None = None) -> bool:
+        cond, extra = self._owned(worker_id)
+        with self._write() as c:
+            return (
+                c.execute(
+                    "UPDATE jobs SET status = 'failed', error = ?, updated_at = ?,"
+                    " lease_expires_at = NULL WHERE id = ?"
+                    f" AND status IN ('queued', 'running'){cond}",
+                    (error, self._ts(self._now(c)), job_id, *extra),
+                ).rowcount
+                > 0
+            )
+
+    def release_job(self, job_id: str, worker_id: str) -> bool:
+        """Give a claimed job back to the queue (graceful stop); the attempt is not counted."""
+        with self._write() as c:
+            return (
+                c.execute(
+                    "UPDATE jobs SET status = 'queued', attempts = attempts - 1, stage = 'queued',"
+                    " progress = 0, lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                    " WHERE id = ? AND status = 'running' AND lease_owner = ?",
+                    (self._ts(self._now(c)), job_id, worker_id),
+                ).rowcount
+                > 0
+            )
+
+    def get_job(self, job_id: str) -> Job | None:
+        with self._read() as c:
+            return self._get_job(c, job_id)
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        limit: int = 100,
+        study_id: str | None = None,
+    ) -> list[Job]:
+        conds, params = [], []
+        if status is not None:
+            conds.append("status = ?")
+            params.append(status)
+        if study_id is not None:
+            conds.append("study_id = ?")
+            params.append(study_id)
+        where = f"WHERE {' AND '.join(conds)}" if conds else ""
+        with self._read() as c:
+            found = c.execute(
+                f"SELECT {R.JOB_COLUMNS} FROM jobs {where} ORDER BY seq LIMIT ?",
+                (*params, int(limit)),
+            ).fetchall()
+        return [self._job(r) for r in found]
+
+    def count_jobs(self) -> dict[str, int]:
+        """Jobs per status (for /metrics and progress bars)."""
+        with self._read() as c:
+            found = c.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        counts = dict.fromkeys(("queued", "running", "done", "failed"), 0)
+        counts.update({r[0]: int(r[1]) for r in found})
+        return counts
+
+    def requeue_interrupted(self) -> int:
+        """Single-process start-up: every 'running' job was left by a dead process.
+
+        Jobs that already used all their attempts fail instead (a job that crashes the
+        process must not crash it forever). Do NOT call this while other workers share
+        the database: they rely on lease expiry instead.
+        """
+        with self._write() as c:
+            now = self._ts(self._now(c))
+            c.execute(
+                "UPDATE jobs SET status = 'failed', updated_at = ?, lease_owner = NULL,"
+                " lease_expires_at = NULL, error = 'Gave up after ' || attempts ||"
+                " ' attempts: the process running it stopped each time.'"
+                " WHERE status = 'running' AND attempts >= max_attempts",
+                (now,),
+            )
+            return int(
+                c.execute(
+                    "UPDATE jobs SET status = 'queued', stage = 'queued', progress = 0,"
+                    " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
+                    " WHERE status = 'running'",
+                    (now,),
+                ).rowcount
+            )

@@ -1,0 +1,184 @@
+"""The store's named migrations, one list per backend (append only; never edit one).
+
+Design notes shared by both:
+- Idempotency: `UNIQUE (owner, image_set_hash)` and `UNIQUE (owner, idempotency_key)`
+  (owner NULL = single-user, folded to '' so the constraint bites).
+- Deleting a study cascades to images, interpretation, messages and jobs; audit events
+  have no foreign key (they outlive the study) and triggers refuse UPDATE/DELETE.
+- Jobs carry a lease (`lease_owner`, `lease_expires_at`) and an attempts counter.
+"""
+
+from __future__ import annotations
+
+from medlens.store.migrate import PgStep, SqliteStep
+
+SQLITE_MIGRATIONS: list[tuple[str, SqliteStep]] = [
+    (
+        "store_001_initial",
+        """
+        CREATE TABLE studies (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            context TEXT NOT NULL,
+            owner_key TEXT NOT NULL DEFAULT '',
+            owner TEXT,
+            idempotency_key TEXT,
+            image_set_hash TEXT NOT NULL,
+            UNIQUE (owner_key, image_set_hash),
+            UNIQUE (owner_key, idempotency_key)
+        );
+        CREATE INDEX studies_created ON studies (created_at);
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            study_id TEXT NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            pixel_sha256 TEXT NOT NULL,
+            format TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            UNIQUE (study_id, position)
+        );
+        CREATE INDEX images_sha256 ON images (sha256);
+        CREATE TABLE interpretations (
+            study_id TEXT PRIMARY KEY REFERENCES studies (id) ON DELETE CASCADE,
+            job_id TEXT,
+            data TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE messages (
+            study_id TEXT NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            job_id TEXT,
+            PRIMARY KEY (study_id, seq)
+        );
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            study_id TEXT REFERENCES studies (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+            progress REAL NOT NULL DEFAULT 0,
+            stage TEXT NOT NULL DEFAULT '',
+            payload TEXT NOT NULL,
+            result TEXT,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 3,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            lease_owner TEXT,
+            lease_expires_at TEXT
+        );
+        CREATE INDEX jobs_claim ON jobs (status, seq);
+        CREATE INDEX jobs_study ON jobs (study_id);
+        CREATE TABLE audit_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            study_id TEXT,
+            outcome TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX audit_study ON audit_events (study_id);
+        CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        BEGIN
+            SELECT RAISE(ABORT, 'audit_events is append-only');
+        END;
+        CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+        BEGIN
+            SELECT RAISE(ABORT, 'audit_events is append-only');
+        END;
+        """,
+    ),
+]
+
+PG_MIGRATIONS: list[tuple[str, PgStep]] = [
+    (
+        "store_001_initial",
+        """
+        CREATE TABLE studies (
+            id TEXT PRIMARY KEY,
+            created_at TIMESTAMPTZ NOT NULL,
+            context JSONB NOT NULL,
+            owner_key TEXT NOT NULL DEFAULT '',
+            owner TEXT,
+            idempotency_key TEXT,
+            image_set_hash TEXT NOT NULL,
+            UNIQUE (owner_key, image_set_hash),
+            UNIQUE (owner_key, idempotency_key)
+        );
+        CREATE INDEX studies_created ON studies (created_at);
+        CREATE TABLE images (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            study_id TEXT NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            pixel_sha256 TEXT NOT NULL,
+            format TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            metadata JSONB NOT NULL,
+            UNIQUE (study_id, position)
+        );
+        CREATE INDEX images_sha256 ON images (sha256);
+        CREATE TABLE interpretations (
+            study_id TEXT PRIMARY KEY REFERENCES studies (id) ON DELETE CASCADE,
+            job_id TEXT,
+            data JSONB NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL
+        );
+        CREATE TABLE messages (
+            study_id TEXT NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            created_at TIMESTAMPTZ NOT NULL,
+            job_id TEXT,
+            PRIMARY KEY (study_id, seq)
+        );
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            seq BIGINT GENERATED ALWAYS AS IDENTITY,
+            study_id TEXT REFERENCES studies (id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
+            progress DOUBLE PRECISION NOT NULL DEFAULT 0,
+            stage TEXT NOT NULL DEFAULT '',
+            payload JSONB NOT NULL,
+            result JSONB,
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            max_attempts INTEGER NOT NULL DEFAULT 3,
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL,
+            lease_owner TEXT,
+            lease_expires_at TIMESTAMPTZ
+        );
+        CREATE INDEX jobs_claim ON jobs (status, seq);
+        CREATE INDEX jobs_study ON jobs (study_id);
+        CREATE TABLE audit_events (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at TIMESTAMPTZ NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            study_id TEXT,
+            outcome TEXT NOT NULL,
+            detail JSONB NOT NULL
+        );
+        CREATE INDEX audit_study ON audit_events (study_id);
+        CREATE FUNCTION medlens_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            RAISE EXCEPTION 'audit_events is append-only';
+        END;
+        $$;
+        CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events
+            FOR EACH ROW EXECUTE FUNCTION medlens_audit_append_only();
+        CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+            FOR EACH STATEMENT EXECUTE FUNCTION medlens_audit_append_only();
+        """,
+    ),
+]
