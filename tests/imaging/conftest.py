@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
-    CTImageStorage,
     ComputedRadiographyImageStorage,
+    CTImageStorage,
     ExplicitVRLittleEndian,
     generate_uid,
 )
@@ -78,13 +78,20 @@ def png_header_only(width: int, height: int) -> bytes:
     import zlib
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
         )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 1000)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 1000))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _elem(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
@@ -97,8 +104,16 @@ def deep_nested_dicom(depth: int, *, undefined_length: bool = True) -> bytes:
     """A valid header followed by ContentSequence items nested `depth` deep."""
     base = make_dicom(np.zeros((8, 8), np.uint8), modality="SR")
     del base.PixelData
-    for key in ("Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit",
-                "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation"):
+    for key in (
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelRepresentation",
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+    ):
         if key in base:
             delattr(base, key)
     head = dicom_bytes(base)
@@ -121,7 +136,14 @@ def deep_nested_dicom(depth: int, *, undefined_length: bool = True) -> bytes:
 @pytest.fixture(scope="session")
 def mk() -> SimpleNamespace:
     return SimpleNamespace(
-        dicom=make_dicom, dicom_bytes=dicom_bytes, png=png_bytes, jpeg=jpeg_bytes,
-        gradient=gradient, png_header_only=png_header_only, deep=deep_nested_dicom,
-        elem=_elem, CT=CTImageStorage, uid=generate_uid,
+        dicom=make_dicom,
+        dicom_bytes=dicom_bytes,
+        png=png_bytes,
+        jpeg=jpeg_bytes,
+        gradient=gradient,
+        png_header_only=png_header_only,
+        deep=deep_nested_dicom,
+        elem=_elem,
+        CT=CTImageStorage,
+        uid=generate_uid,
     )

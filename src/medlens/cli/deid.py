@@ -62,8 +62,9 @@ def deid_path(src: Path, dst: Path, policy: object, keep_names: bool = False) ->
                 img = ingest(data, name=str(rel), deid=policy)
                 new = img.deidentified_bytes or b""
                 out.counts = {"metadata-stripped": 1}
-                target = dst / (rel.with_suffix(".png") if keep_names
-                                else Path(f"{img.pixel_sha256[:24]}.png"))
+                target = dst / (
+                    rel.with_suffix(".png") if keep_names else Path(f"{img.pixel_sha256[:24]}.png")
+                )
             n = 2
             while target.exists() and str(target) in written:  # same UID twice in one run
                 target = target.with_name(f"{target.stem.split('~')[0]}~{n}{target.suffix}")
@@ -93,14 +94,20 @@ def _print_table(outcomes: list[FileOutcome]) -> None:
     table.add_column("output / note")
     for o in outcomes:
         style = {"ok": "green", "warning": "yellow"}.get(o.status, "red")
-        table.add_row(o.source, o.kind, f"[{style}]{o.status}[/{style}]",
-                      *[str(o.counts.get(c, 0)) for c in cols],
-                      (o.output + ("  " if o.output and o.note else "") + o.note)[:200])
+        table.add_row(
+            o.source,
+            o.kind,
+            f"[{style}]{o.status}[/{style}]",
+            *[str(o.counts.get(c, 0)) for c in cols],
+            (o.output + ("  " if o.output and o.note else "") + o.note)[:200],
+        )
     Console().print(table)
     done = sum(o.status in ("ok", "warning") for o in outcomes)
-    Console().print(f"{done} of {len(outcomes)} file(s) written; "
-                    f"{sum(o.status == 'blocked' for o in outcomes)} blocked, "
-                    f"{sum(o.status == 'skipped' for o in outcomes)} skipped.")
+    Console().print(
+        f"{done} of {len(outcomes)} file(s) written; "
+        f"{sum(o.status == 'blocked' for o in outcomes)} blocked, "
+        f"{sum(o.status == 'skipped' for o in outcomes)} skipped."
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -111,12 +118,18 @@ def register(app: typer.Typer) -> None:
         dates: Annotated[
             str | None, typer.Option(help="remove | shift (default: settings).")
         ] = None,
-        burned_in: Annotated[str | None, typer.Option(
-            "--burned-in", help="warn | block when BurnedInAnnotation is YES or absent.")] = None,
-        retain_safe_private: Annotated[bool, typer.Option(
-            help="Keep numeric private attributes (Retain Safe Private option).")] = False,
-        keep_names: Annotated[bool, typer.Option(
-            help="Keep input file names (they may contain patient names).")] = False,
+        burned_in: Annotated[
+            str | None,
+            typer.Option(
+                "--burned-in", help="warn | block when BurnedInAnnotation is YES or absent."
+            ),
+        ] = None,
+        retain_safe_private: Annotated[
+            bool, typer.Option(help="Keep numeric private attributes (Retain Safe Private option).")
+        ] = False,
+        keep_names: Annotated[
+            bool, typer.Option(help="Keep input file names (they may contain patient names).")
+        ] = False,
     ) -> None:
         """De-identify files (PS3.15 Basic Profile); prints what was done per file."""
         from medlens.cli.common import settings_from
@@ -126,8 +139,11 @@ def register(app: typer.Typer) -> None:
             raise ConfigError("--dates must be remove or shift.")
         if burned_in not in (None, "warn", "block"):
             raise ConfigError("--burned-in must be warn or block.")
-        settings = settings_from(deid_dates=dates, deid_burned_in=burned_in,
-                                 deid_retain_safe_private=retain_safe_private or None)
+        settings = settings_from(
+            deid_dates=dates,
+            deid_burned_in=burned_in,
+            deid_retain_safe_private=retain_safe_private or None,
+        )
         if src.resolve() == dst.resolve() or src.resolve() in dst.resolve().parents:
             raise ConfigError("OUT must be a different folder from IN.")
         outcomes = deid_path(src, dst, DeidPolicy.from_settings(settings), keep_names)

@@ -58,11 +58,14 @@ def interpret_cmd(
         "--no-scores", help="Skip the encoder (no finding scores or cross-check).")] = False,
     max_new_tokens: Annotated[int | None, typer.Option(help="Report length cap (tokens).")
                               ] = None,
+    similar: Annotated[int, typer.Option(
+        help="Similar cases to show from the case library, when one exists (0: none).")] = 5,
 ) -> None:
     """Draft a report for chest X-ray image(s), with scores, cross-check and urgency."""
     try:
         _run(images, prior or [], lateral or [], prompt, model, encoder, language,
-             back_translate, context, ehr, ask or [], json_out, no_scores, max_new_tokens)
+             back_translate, context, ehr, ask or [], json_out, no_scores, max_new_tokens,
+             similar)
     except MedLensError as err:
         fail(err)
 
@@ -70,17 +73,22 @@ def interpret_cmd(
 def _run(images: list[Path], priors: list[Path], laterals: list[Path], prompt: str | None,
          model: str | None, encoder_id: str | None, language: str | None,
          back_translate: bool, context: str | None, ehr: Path | None, ask: list[str],
-         json_out: bool, no_scores: bool, max_new_tokens: int | None) -> None:
+         json_out: bool, no_scores: bool, max_new_tokens: int | None,
+         similar: int = 0) -> None:
     from rich.console import Console
 
     from medlens.imaging.ingest import ingest
     from medlens.tasks.interpret import InterpretOptions, interpret_events
     from medlens.tasks.language import normalise_language
-    from medlens.tasks.loading import load_encoder_for, load_generator_for
+    from medlens.tasks.loading import load_encoder_for, load_generator_for, resolve_record
     from medlens.tasks.study import Study
 
     settings = settings_from(max_new_tokens=max_new_tokens)
     lang = normalise_language(language or settings.language)
+    # Fail fast on a bad model id, before reading images or loading anything.
+    resolve_record(settings, model, "generator")
+    if not no_scores:
+        resolve_record(settings, encoder_id, "encoder")
     err = Console(stderr=True, highlight=False)
     out = Console(highlight=False, soft_wrap=True)
     quiet = json_out
@@ -108,19 +116,21 @@ def _run(images: list[Path], priors: list[Path], laterals: list[Path], prompt: s
                                 context=study_ctx)
     options = InterpretOptions.from_records(
         gen_rec, enc_rec, settings, language=lang, back_translate=back_translate,
-        prompt=prompt, scores=not no_scores)
+        prompt=prompt, scores=not no_scores, similar_k=max(similar, 1))
+    library = _library(settings, enc, similar)
     is_test = gen_rec.is_test or bool(enc_rec and enc_rec.is_test)
     if is_test and not quiet:
         err.print(f"[bold yellow]{TEST_MODEL_LABEL}[/bold yellow]")
 
     result = None
     streaming = False
-    for ev in interpret_events(study, options, generator=generator, encoder=enc):
+    for ev in interpret_events(study, options, generator=generator, encoder=enc,
+                               library=library):
         if ev.kind == "stage" and not quiet:
             if streaming:
                 out.print()
                 streaming = False
-            status(f"{ev.stage}…")
+            status(f"{ev.stage}… ({ev.progress or 0:.0%})")
         elif ev.kind == "token" and not quiet:
             streaming = True
             out.print(ev.text, end="", markup=False)
@@ -146,6 +156,22 @@ def _run(images: list[Path], priors: list[Path], laterals: list[Path], prompt: s
         _print_summary(out, result, turns)
     if result.status != "complete":
         raise typer.Exit(3)  # every image refused: scripts must not mistake it for a report
+
+
+def _library(settings, encoder, k: int):
+    """The case library for similar cases, only when one exists with cases in it."""
+    if k <= 0 or encoder is None:
+        return None
+    try:
+        from medlens.tasks.library import CaseLibrary
+        from medlens.tasks.library_store import sqlite_path_for
+    except ImportError:
+        return None
+    if not sqlite_path_for(settings).exists():
+        return None  # never create a database just to find it empty
+    lib = CaseLibrary.open(settings)
+    lib.use_encoder(encoder)
+    return lib if lib.size() > 0 else None
 
 
 def _context(text: str | None, ehr: Path | None, generator, record):
@@ -186,6 +212,10 @@ def _print_summary(out: Console, r: Interpretation, turns: list) -> None:
                 out.print(f"  - {d.message}")
         else:
             out.print("Cross-check: no disagreements.")
+    if r.similar_cases:
+        out.print("Similar cases: " + "; ".join(
+            f"{c.case_id} ({c.score:.2f}{': ' + ', '.join(c.labels) if c.labels else ''})"
+            for c in r.similar_cases))
     if r.language_check is not None:
         out.print(f"Back-translation check ({r.language_check.language}): "
                   + ("; ".join(r.language_check.mismatches) or "no mismatches"))

@@ -61,7 +61,9 @@ def list_models(as_json: JsonOpt = False) -> None:
         mark = "ok     " if row["available"] else "missing"
         tag = " [test model]" if row["is_test"] else (" [gated]" if row["gated"] else "")
         where = row["where"] or row["source"]
-        size = f" ({_human_size(row['size_bytes'])})" if row["available"] and row["size_bytes"] else ""
+        size = ""
+        if row["available"] and row["size_bytes"]:
+            size = f" ({_human_size(row['size_bytes'])})"
         typer.echo(f"{mark}  {row['id']:<34} {row['kind']:<9} {where}{size}{tag}")
     missing = [r for r in rows if not r["available"]]
     if missing:

@@ -197,7 +197,13 @@ def _walk(ds: Any, policy: DeidPolicy, shift: int, prefix: str, result: DeidResu
 
 
 def _apply(
-    ds: Any, elem: Any, action: str, policy: DeidPolicy, shift: int, path: str, ref: str,
+    ds: Any,
+    elem: Any,
+    action: str,
+    policy: DeidPolicy,
+    shift: int,
+    path: str,
+    ref: str,
     result: DeidResult,
 ) -> None:
     vr = elem.VR
@@ -239,9 +245,19 @@ def _apply(
 
 def _dummy(vr: str) -> Any:
     dummies: dict[str, Any] = {
-        "DA": _DUMMY_DATE, "TM": "000000", "DT": _DUMMY_DATE + "000000",
-        "AS": "000Y", "DS": "0", "IS": "0", "CS": "ANONYMIZED",
-        "US": 0, "SS": 0, "UL": 0, "SL": 0, "FL": 0.0, "FD": 0.0,
+        "DA": _DUMMY_DATE,
+        "TM": "000000",
+        "DT": _DUMMY_DATE + "000000",
+        "AS": "000Y",
+        "DS": "0",
+        "IS": "0",
+        "CS": "ANONYMIZED",
+        "US": 0,
+        "SS": 0,
+        "UL": 0,
+        "SL": 0,
+        "FL": 0.0,
+        "FD": 0.0,
     }
     return dummies.get(vr, "ANONYMIZED")
 

@@ -127,9 +127,7 @@ def validate_pixel_module(ds: Any, label: str, max_pixels: int) -> None:
     """Check the Image Pixel module before decoding anything."""
     if not has_pixels(ds):
         kind = _sop_name(ds)
-        raise NoPixelData(
-            f"{label}: this DICOM object has no pixel data ({kind}); send an image."
-        )
+        raise NoPixelData(f"{label}: this DICOM object has no pixel data ({kind}); send an image.")
     for key in ("Rows", "Columns", "BitsAllocated", "PhotometricInterpretation"):
         if ds.get(key) in (None, ""):
             raise InvalidImage(f"{label}: DICOM image is missing {key}.")
@@ -193,10 +191,13 @@ def decode_pixels(ds: Any, label: str, index: int | None = 0) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            arr, _meta = decoder.as_array(ds, index=index, as_rgb=True)
+            options: Any = {"as_rgb": True}  # YBR_FULL/422 → RGB
+            arr, _meta = decoder.as_array(ds, index=index, **options)
     except MemoryError as exc:
         raise ImageTooLarge(f"{label}: not enough memory to decode the pixel data.") from exc
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # Rust plugins raise pyo3 PanicException (BaseException)
         msg = str(exc)
         if "all available plugins" in msg or "does not support" in msg:
             # e.g. 12-bit JPEG Extended: neither pylibjpeg-libjpeg, Pillow nor GDCM's

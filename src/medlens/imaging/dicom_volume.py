@@ -99,6 +99,7 @@ def volume_from_multiframe(ds: Any, label: str) -> np.ndarray:
 
     from medlens.imaging.dicom_decode import decode_pixels, frame_count
 
+    _lift_rescale(ds)
     n = frame_count(ds)
     frames = []
     with warnings.catch_warnings():
@@ -110,3 +111,17 @@ def volume_from_multiframe(ds: Any, label: str) -> np.ndarray:
             frames.append(np.asarray(apply_modality_lut(raw, ds), dtype=np.float32))
     modality = str(ds.get("Modality", "")).upper()
     return build_volume(np.stack(frames), modality)
+
+
+def _lift_rescale(ds: Any) -> None:
+    """Enhanced CT/MR keep Rescale Slope/Intercept in the shared functional groups; copy
+    them to the top level where the modality LUT looks (same value for every frame)."""
+    if "RescaleSlope" in ds:
+        return
+    try:
+        shared = ds.SharedFunctionalGroupsSequence[0]
+        pvt = shared.PixelValueTransformationSequence[0]
+        ds.RescaleSlope, ds.RescaleIntercept = pvt.RescaleSlope, pvt.RescaleIntercept
+        ds.RescaleType = pvt.get("RescaleType", "HU")
+    except (AttributeError, IndexError, KeyError):
+        return

@@ -39,8 +39,12 @@ def ingest(
         if isinstance(source, (list, tuple)):
             return ingest_series(source, name=name, max_pixels=cap, deid=deid)
         if isinstance(source, (str, Path)) and Path(source).is_dir():
-            return ingest_series(_folder_files(Path(source)), name=name or Path(source).name,
-                                 max_pixels=cap, deid=deid)
+            return ingest_series(
+                _folder_files(Path(source)),
+                name=name or Path(source).name,
+                max_pixels=cap,
+                deid=deid,
+            )
         data, label = _read(source, name)  # type: ignore[arg-type]
         return _ingest_bytes(data, label, name, cap, deid)
     except MedLensError:
@@ -49,7 +53,9 @@ def ingest(
         raise ImageTooLarge(f"{name or 'input'}: not enough memory to decode the image.") from exc
     except RecursionError as exc:
         raise InvalidImage(f"{name or 'input'}: structure nested too deeply; refused.") from exc
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # incl. pyo3 PanicException from Rust decoders
         msg = " ".join(str(exc).split())[:160]
         kind = type(exc).__name__
         raise InvalidImage(f"{name or 'input'}: unreadable image ({kind}: {msg}).") from exc
@@ -151,8 +157,13 @@ def _ingest_dicom(data: bytes, label: str, name: str | None, cap: int, deid: Any
         image = Image.fromarray(disp, "RGB" if disp.ndim == 3 else "L")
         if disp.max() == disp.min():
             warnings.append("image is blank after windowing")
-    meta = dicom_metadata(ds, transfer_syntax=dd.transfer_syntax(ds), burned=burned,
-                          identity_removed=identity_removed, frames=frames)
+    meta = dicom_metadata(
+        ds,
+        transfer_syntax=dd.transfer_syntax(ds),
+        burned=burned,
+        identity_removed=identity_removed,
+        frames=frames,
+    )
     stored = None
     if deid is not None:
         from medlens.imaging.deid import dataset_bytes
@@ -162,8 +173,9 @@ def _ingest_dicom(data: bytes, label: str, name: str | None, cap: int, deid: Any
         image=image,
         format="dicom",
         sha256=hashlib.sha256(data).hexdigest(),
-        pixel_sha256=_pixel_hash(image) if volume is None else hashlib.sha256(
-            volume.tobytes() + str(volume.shape).encode()).hexdigest(),
+        pixel_sha256=_pixel_hash(image)
+        if volume is None
+        else hashlib.sha256(volume.tobytes() + str(volume.shape).encode()).hexdigest(),
         metadata=meta,
         warnings=tuple(warnings),
         volume=volume,
@@ -180,8 +192,14 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def dicom_metadata(ds: Any, *, transfer_syntax: Any = None, burned: str | None = None,
-                   identity_removed: bool | None = None, frames: int = 1) -> ImageMetadata:
+def dicom_metadata(
+    ds: Any,
+    *,
+    transfer_syntax: Any = None,
+    burned: str | None = None,
+    identity_removed: bool | None = None,
+    frames: int = 1,
+) -> ImageMetadata:
     """What MedLens keeps about a DICOM image: technique, never patient identity."""
     sop = ds.get("SOPClassUID")
     window = None
@@ -256,8 +274,12 @@ def ingest_series(
         raise ImageTooLarge(f"{label}: the series exceeds the pixel limit; refused.")
     volume = volume_from_series(datasets, label)
     first = datasets[0]
-    meta = dicom_metadata(first, transfer_syntax=dd.transfer_syntax(first), frames=len(datasets),
-                          burned=_text(first.get("BurnedInAnnotation")))
+    meta = dicom_metadata(
+        first,
+        transfer_syntax=dd.transfer_syntax(first),
+        frames=len(datasets),
+        burned=_text(first.get("BurnedInAnnotation")),
+    )
     image = Image.fromarray(np.ascontiguousarray(volume[len(volume) // 2]), "RGB")
     return IngestedImage(
         image=image,
@@ -287,9 +309,12 @@ def probe(source: Source, *, name: str | None = None) -> ImageMetadata:
         from medlens.imaging import dicom_decode as dd
 
         ds = dd.read_dataset(data, label, force=data[128:132] != b"DICM")
-        return dicom_metadata(ds, transfer_syntax=dd.transfer_syntax(ds),
-                              burned=_text(ds.get("BurnedInAnnotation")),
-                              frames=dd.frame_count(ds) if dd.has_pixels(ds) else 0)
+        return dicom_metadata(
+            ds,
+            transfer_syntax=dd.transfer_syntax(ds),
+            burned=_text(ds.get("BurnedInAnnotation")),
+            frames=dd.frame_count(ds) if dd.has_pixels(ds) else 0,
+        )
     except MedLensError:
         raise
     except Exception as exc:

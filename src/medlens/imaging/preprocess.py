@@ -28,8 +28,12 @@ def background_value(image: Image.Image) -> int | tuple[int, ...]:
 
     arr = np.asarray(image)
     border = np.concatenate(
-        [arr[0].reshape(-1, *arr.shape[2:]), arr[-1].reshape(-1, *arr.shape[2:]),
-         arr[:, 0].reshape(-1, *arr.shape[2:]), arr[:, -1].reshape(-1, *arr.shape[2:])]
+        [
+            arr[0].reshape(-1, *arr.shape[2:]),
+            arr[-1].reshape(-1, *arr.shape[2:]),
+            arr[:, 0].reshape(-1, *arr.shape[2:]),
+            arr[:, -1].reshape(-1, *arr.shape[2:]),
+        ]
     )
     med = np.median(border, axis=0)
     if np.ndim(med) == 0:
@@ -52,8 +56,10 @@ def preprocess(image: Image.Image, spec: PreprocessSpec) -> Image.Image:
     if image.mode not in ("L", "RGB"):
         image = image.convert("RGB")
     if spec.pad_to_square:
-        fill = background_value(image) if spec.pad_value == "background" else (
-            0 if image.mode == "L" else (0, 0, 0)
+        fill = (
+            background_value(image)
+            if spec.pad_value == "background"
+            else (0 if image.mode == "L" else (0, 0, 0))
         )
         image = pad_to_square(image, fill)
     if image.size != (spec.size, spec.size):
@@ -92,6 +98,6 @@ def normalise(image: Image.Image, spec: PreprocessSpec) -> np.ndarray:
     """(3, size, size) float32 scaled to [0,1] then (x - mean) / std."""
     import numpy as np
 
-    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return arr.transpose(2, 0, 1).copy()
+    arr = np.asarray(image.convert("RGB"), dtype=np.float32) / np.float32(255.0)
+    out = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)

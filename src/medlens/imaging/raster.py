@@ -63,13 +63,12 @@ def decode_raster(data: bytes, *, max_pixels: int, label: str) -> DecodedRaster:
                 check_dimensions(img.width, img.height, max_pixels, label)
                 had_exif = bool(img.info.get("exif")) or "exif" in img.info
                 had_text = any(
-                    k not in ("exif", "dpi", "gamma", "transparency", "aspect")
-                    for k in img.info
+                    k not in ("exif", "dpi", "gamma", "transparency", "aspect") for k in img.info
                 )
                 source_mode = img.mode
                 img.load()
-                img = ImageOps.exif_transpose(img)
-                arr, bits = _to_8bit(img, notes)
+                upright: Image.Image = ImageOps.exif_transpose(img)
+                arr, bits = _to_8bit(upright, notes)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageTooLarge(f"{label}: decompression bomb refused ({exc}).") from exc
         except (ImageTooLarge, InvalidImage):

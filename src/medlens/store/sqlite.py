@@ -18,6 +18,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -47,13 +48,29 @@ def sqlite_path_from_url(url: str) -> Path:
     return Path(path).expanduser() if path else Path(":memory:")
 
 
+def _enable_wal(conn: sqlite3.Connection) -> str:
+    # Switching a fresh file to WAL needs a lock that the busy handler does not wait
+    # for, so several processes opening a new database at once retry here.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+            if mode.lower() == "wal":
+                return mode
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection configured the MedLens way (autocommit; explicit transactions)."""
     conn = sqlite3.connect(
         str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
     )
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    mode = _enable_wal(conn)
     if str(mode).lower() != "wal" and str(path) != ":memory:":
         raise StoreError(f"SQLite at {path}: cannot enable WAL (journal_mode={mode}).")
     conn.execute("PRAGMA synchronous = FULL")

@@ -110,9 +110,11 @@ class Urgency(_Model):
 
 class SimilarCase(_Model):
     case_id: str
-    score: float
-    labels: list[str] = Field(default_factory=list)
-    summary: str | None = None
+    score: float = Field(description="Cosine similarity in the encoder's embedding space.")
+    labels: list[str] = Field(default_factory=list, description="Positive labels of the case.")
+    summary: str | None = Field(None, description="Report snippet (untrusted text).")
+    thumbnail: str | None = Field(None, description="Blob key of a de-identified thumbnail.")
+    library: str = ""
 
 
 class GateRecord(_Model):

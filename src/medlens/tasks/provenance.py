@@ -104,7 +104,9 @@ def similar_cases(library: Any, embedding: Any, k: int, warnings: list[str]
         if isinstance(labels, dict):
             labels = [k for k, v in labels.items() if v]
         out.append(SimilarCase(
-            case_id=str(_get(hit, "case_id", "id")), score=float(_get(hit, "score") or 0.0),
+            case_id=str(_get(hit, "case_id", "id")),
+            score=float(_get(hit, "score", "similarity") or 0.0),
             labels=[str(x) for x in labels], summary=_get(hit, "summary", "report"),
+            thumbnail=_get(hit, "thumbnail"), library=str(_get(hit, "library") or ""),
         ))
     return out

@@ -66,12 +66,11 @@ def _ask(generator: Generator, prompt_name: str, text: str, prompt_format: str,
          max_new_tokens: int) -> str:
     from medlens.models.protocols import GenerationConfig
     from medlens.models.thinking import strip_thinking
-    from medlens.tasks.prompting import build_messages, load_prompt
+    from medlens.tasks.prompting import TEXT_FORMATS, build_messages, load_prompt
 
     template = load_prompt(prompt_name)
-    fmt = "medgemma-v1" if prompt_format == "medgemma-1.5" else prompt_format
-    if fmt not in ("medgemma-v1", "medgemma-text", "chatml", "openai"):
-        fmt = "medgemma-v1"
+    # Text-only requests: a system turn is fine for every supported format except 1.5's.
+    fmt = prompt_format if prompt_format in ("medgemma-v1", *TEXT_FORMATS) else "medgemma-v1"
     messages = build_messages(template, prompt_format=fmt, data={"record": text})
     out = "".join(generator.stream(messages, GenerationConfig(max_new_tokens=max_new_tokens)))
     return strip_thinking(out).strip()

@@ -36,6 +36,7 @@ class Rule:
     reason: str
     statuses: tuple[str, ...] = ("positive",)
     severities: tuple[str, ...] | None = None  # None: any severity (or none stated)
+    unless: str | None = None  # regex on the evidence sentence that cancels the rule
 
 
 RULES: tuple[Rule, ...] = (
@@ -56,7 +57,8 @@ RULES: tuple[Rule, ...] = (
     Rule("U10", "Consolidation", "priority", "Consolidation reported."),
     Rule("U11", "Edema", "priority", "Pulmonary edema reported."),
     Rule("U12", "Lung Lesion", "priority", "Lung nodule or mass reported (needs follow-up)."),
-    Rule("U13", "Fracture", "priority", "Fracture reported."),
+    Rule("U13", "Fracture", "priority", "Fracture reported (not described as old).",
+         unless=r"\b(?:healed|healing|old|remote|chronic)\b"),
 )
 # Text rules catch what the label set cannot express.
 TEXT_RULES: tuple[tuple[str, UrgencyLevel, str, re.Pattern[str]], ...] = (
@@ -88,6 +90,8 @@ def assess_urgency(
         if m is None or m.status not in rule.statuses:
             continue
         if rule.severities is not None and m.severity not in rule.severities:
+            continue
+        if rule.unless and re.search(rule.unless, m.evidence, re.I):
             continue
         reasons.append(UrgencyReason(rule_id=rule.id, level=rule.level, reason=rule.reason,
                                      evidence=m.evidence))

@@ -7,7 +7,9 @@ route. Text runs through llama.cpp directly; images need the vision projector fi
 Prompts: the GGUF's own chat template when it has one; otherwise MedLens's Gemma 3
 template (the one MedGemma ships; it folds a system message into the first user turn).
 `chat_format=NAME` selects one of llama-cpp-python's built-in formats instead (e.g.
-`gemma`, which drops system messages). Options (record `options` or source query):
+`gemma`, which drops system messages), and `chat_format=raw` sends the turns' text
+as-is, joined by blank lines (for base, non-instruction-tuned models).
+Options (record `options` or source query):
 `mmproj`, `chat_format`, `n_ctx` (default min(context_length, 4096)), `n_threads`,
 `n_batch` (512), `n_gpu_layers` (0).
 """
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 EXTRA = "gguf"
 END_OF_TURN = "<end_of_turn>"
+RAW = "raw"  # chat_format value: no template at all
 
 
 def available() -> tuple[bool, str]:
@@ -133,14 +136,13 @@ class LlamaCppGenerator:
         with self._lock:
             t0 = time.perf_counter()
             self._llama_cpp.llama_perf_context_reset(self.llm._ctx.ctx)
-            if n_images or self.chat_format:
+            if n_images or (self.chat_format and self.chat_format != RAW):
                 chunks = self.llm.create_chat_completion(
                     messages=to_openai_messages(messages, self._images), **sampling
                 )
                 stats.images_encoded += n_images
             else:
-                prompt = _render(self.template or GEMMA3_CHAT_TEMPLATE,
-                                 _template_messages(messages), self._bos, self._eos)
+                prompt = self._prompt(messages)
                 stats.prompt_tokens = len(self.llm.tokenize(prompt.encode("utf-8"),
                                                             add_bos=True, special=True))
                 chunks = self.llm.create_completion(prompt, **sampling)
@@ -158,6 +160,12 @@ class LlamaCppGenerator:
             except (ValueError, RuntimeError) as exc:
                 raise GenerationError(f"llama.cpp failed: {exc}") from exc
             self._fill_stats(stats, time.perf_counter() - t0)
+
+    def _prompt(self, messages: Sequence[ChatMessage]) -> str:
+        turns = _template_messages(messages)
+        if self.chat_format == RAW:
+            return "\n\n".join(t["content"] for t in turns)
+        return _render(self.template or GEMMA3_CHAT_TEMPLATE, turns, self._bos, self._eos)
 
     def _fill_stats(self, stats: GenerationStats, total: float) -> None:
         n_p, t_p, n_e, t_e = _perf(self._llama_cpp, self.llm)
@@ -291,7 +299,7 @@ def load_generator(record: ModelRecord, settings: Any = None) -> LlamaCppGenerat
     }
     if n_threads:
         kwargs["n_threads"] = n_threads
-    if chat_format:
+    if chat_format and chat_format != RAW:
         kwargs["chat_format"] = str(chat_format)
     try:
         llm = llama_cpp.Llama(**kwargs)

@@ -25,33 +25,21 @@ class ModelStatus:
 
 def _available(model: str, settings: Settings) -> bool:
     try:
-        from medlens.models.registry import load_registry
+        from medlens.models.hub import local_status
+        from medlens.models.loader import resolve_record
 
-        registry = load_registry(settings)
-        source = registry.resolve(model).parsed_source if model in registry else None
-        if source is None:
-            from medlens.models.sources import parse_source
-
-            source = parse_source(model)
-    except Exception:
-        return False
-    if source.scheme in ("path", "gguf"):
-        return source.path.exists()
-    if source.scheme == "openai":
-        return True  # a remote server: checked when first used
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        found = try_to_load_from_cache(source.location, "config.json")
-        return isinstance(found, str)
-    except Exception:
+        kind = "encoder" if model == settings.encoder else "generator"
+        return local_status(resolve_record(model, settings, kind)).available  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - any config problem means "not ready", said on the page
         return False
 
 
 def model_status(settings: Settings) -> ModelStatus:
     if settings.demo:
-        return ModelStatus(True, "medlens/test-medgemma", "medlens/test-medsiglip",
-                           "Demo mode: tiny test models.")
+        from medlens.jobs.handlers import model_ids
+
+        gen, enc = model_ids(settings)
+        return ModelStatus(True, gen, enc, "Demo mode: test models.")
     ready = _available(settings.generator, settings) and _available(settings.encoder, settings)
     return ModelStatus(ready, settings.generator, settings.encoder,
                        "" if ready else HOW_TO_GET_WEIGHTS)

@@ -1,0 +1,48 @@
+"""Pure text helpers: thinking markers and stop-string streaming."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from medlens.models.stream_text import StopStringBuffer
+from medlens.models.thinking import ThinkingFilter, split_thinking, strip_thinking
+
+
+def test_strip_thinking_keeps_only_the_answer() -> None:
+    assert strip_thinking("<unused94>thought: effusion?<unused95>No effusion.") == "No effusion."
+    assert strip_thinking("Plain answer.") == "Plain answer."
+    assert strip_thinking("<unused94>cut off mid thought") == ""
+    assert split_thinking("<unused94> hmm <unused95> Yes") == ("hmm", "Yes")
+
+
+@given(st.text(max_size=40), st.text(max_size=40), st.lists(st.integers(1, 7), max_size=20))
+def test_thinking_filter_matches_strip_thinking_for_any_split(thought: str, answer: str,
+                                                                cuts: list[int]) -> None:
+    full = f"<unused94>{thought}<unused95>{answer}"
+    if "<unused9" in thought + answer:
+        return
+    f = ThinkingFilter()
+    out, i = [], 0
+    for c in cuts:
+        out.append(f.feed(full[i : i + c]))
+        i += c
+    out.append(f.feed(full[i:]))
+    out.append(f.flush())
+    assert "".join(out) == strip_thinking(full)
+    assert f.thought == thought
+
+
+def test_stop_buffer_cuts_before_stop_and_holds_partial_prefix() -> None:
+    buf = StopStringBuffer(["</report>"])
+    assert buf.feed("Lungs clear") == ("Lungs clear", False)
+    assert buf.feed("Lungs clear.</re") == (".", False)  # "</re" might start the stop
+    assert buf.feed("Lungs clear.</report> extra") == ("", True)
+    assert buf.text == "Lungs clear."
+
+
+def test_stop_buffer_holds_incomplete_utf8_and_flushes() -> None:
+    buf = StopStringBuffer()
+    assert buf.feed("caf\ufffd") == ("caf", False)
+    assert buf.feed("café") == ("é", False)
+    assert buf.flush() == ""

@@ -1,0 +1,82 @@
+"""Probe training: honest cross-validated AUC, calibration, thresholds, versioned files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from medlens.errors import ConfigError
+from medlens.tasks.probe_train import ThresholdRule, pick_threshold, train_probe
+from medlens.tasks.probes import load_probe, save_probe
+
+
+def _data(n: int = 400, dim: int = 64, sep: float = 2.0, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.35).astype(int)
+    x = rng.standard_normal((n, dim))
+    direction = rng.standard_normal(dim)
+    direction /= np.linalg.norm(direction)
+    x += sep * np.outer(2 * y - 1, direction)
+    return x, y
+
+
+def test_separable_embeddings_reach_high_auc() -> None:
+    x, y = _data()
+    probe = train_probe(x, y, name="urgent", label="urgent", encoder_id="enc@1", n_boot=200)
+    m = probe.metrics
+    assert m["auc"] > 0.95
+    assert m["auc_ci95"][0] <= m["auc"] <= m["auc_ci95"][1]
+    assert m["n"] == 400 and m["n_positive"] == int(y.sum())
+    p = probe.predict_proba(x)
+    assert p.shape == (400,) and np.all((p >= 0) & (p <= 1))
+    assert np.mean((p >= probe.threshold) == (y == 1)) > 0.9
+
+
+def test_shuffled_labels_give_chance_auc() -> None:
+    x, y = _data()
+    y_shuffled = np.random.default_rng(5).permutation(y)
+    probe = train_probe(x, y_shuffled, name="s", label="urgent", encoder_id="e", n_boot=200)
+    assert abs(probe.metrics["auc"] - 0.5) < 0.08, probe.metrics["auc"]
+    lo, hi = probe.metrics["auc_ci95"]
+    assert lo < 0.5 < hi + 0.05  # the interval does not claim skill
+
+
+def test_sensitivity_threshold_rule() -> None:
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.35, 0.6, 0.3, 0.5, 0.7, 0.9])
+    # highest threshold with sensitivity >= 0.75 is 0.5 (catches 0.5, 0.7, 0.9)
+    assert pick_threshold(y, p, ThresholdRule.parse("sensitivity:0.75")) == 0.5
+    # Youden: at 0.5 -> tpr .75, fpr .25 (J .5); at 0.7 -> .5, 0 (J .5); at 0.3 -> 1, .5 (.5)
+    assert pick_threshold(y, p, ThresholdRule.parse("youden")) in (0.3, 0.5, 0.7)
+    with pytest.raises(ConfigError):
+        ThresholdRule.parse("sensitivity:2")
+
+
+def test_probe_file_roundtrip_and_integrity(tmp_path) -> None:
+    x, y = _data(n=120)
+    probe = train_probe(x, y, name="urgent", label="urgent", encoder_id="enc@1", n_boot=50,
+                        training={"library": "default"})
+    path = save_probe(probe, tmp_path / "probes")
+    assert path.name == f"urgent-{probe.version}.json"
+    loaded = load_probe(path)
+    np.testing.assert_allclose(loaded.predict_proba(x), probe.predict_proba(x))
+    assert loaded.threshold == probe.threshold and loaded.label == "urgent"
+    assert loaded.provenance()["sha256"] == loaded.sha256 and len(loaded.sha256) == 64
+    assert loaded.training["library"] == "default"
+    body = json.loads(path.read_text())
+    body["threshold"] = 0.01  # tampering is detected
+    path.write_text(json.dumps(body))
+    with pytest.raises(ConfigError, match="sha256"):
+        load_probe(path)
+    with pytest.raises(ConfigError, match="expects 64-d"):
+        probe.predict_proba(np.zeros((1, 3)))
+
+
+def test_too_few_positives_is_a_clear_error() -> None:
+    x = np.random.default_rng(0).standard_normal((20, 8))
+    y = np.zeros(20, int)
+    y[0] = 1
+    with pytest.raises(ConfigError, match="1 positive"):
+        train_probe(x, y, name="u", label="urgent", encoder_id="e")

@@ -1,0 +1,145 @@
+"""`medlens interpret` and `medlens summarize` through the real CLI app.
+
+Fast tests patch the backend loader with the mocks; the end-to-end tests at the bottom
+load the tiny test models through the real loader (issue 2 / issue 4 Done-when commands).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from medlens.cli.main import app
+from medlens.disclaimer import DISCLAIMER, TEST_MODEL_LABEL
+from medlens.tasks.interpretation import Interpretation
+
+from .conftest import ABNORMAL_REPORT, FakeEncoder, MockGenerator
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def mocked(monkeypatch: pytest.MonkeyPatch) -> dict:
+    from medlens.models.registry import load_registry
+    from medlens.tasks import loading
+
+    state: dict = {"gen": MockGenerator([ABNORMAL_REPORT, "Yes.", ABNORMAL_REPORT]),
+                   "enc": FakeEncoder()}
+    reg = load_registry()
+
+    def gen_for(settings, model, *, text=False):
+        return state["gen"], reg.get(model or "medlens/test-medgemma")
+
+    def enc_for(settings, model):
+        return state["enc"], reg.get("medlens/test-medsiglip")
+
+    monkeypatch.setattr(loading, "load_generator_for", gen_for)
+    monkeypatch.setattr(loading, "load_encoder_for", enc_for)
+    return state
+
+
+def test_human_output_streams_report_and_provenance(mocked: dict, cxr_pngs: list[Path]) -> None:
+    res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--model",
+                              "medlens/test-medgemma", "--ask", "Is it on the right?"])
+    assert res.exit_code == 0, res.output
+    out = res.stdout
+    assert "Large right pleural effusion." in out  # the streamed report
+    assert "Urgency: URGENT" in out and "[U03]" in out
+    assert "Model: mock/medgemma (revision rev-1" in out
+    assert "Prompt: cxr-report+radiologist-system@1 v1.0" in out
+    assert "Timings:" in out and "generate" in out
+    assert TEST_MODEL_LABEL in out and DISCLAIMER in out
+    assert "Q: Is it on the right?" in out and "images encoded this turn: 0" in out
+
+
+def test_json_output_follows_the_schema(mocked: dict, cxr_pngs: list[Path],
+                                        cxr_dicom: Path) -> None:
+    res = runner.invoke(app, ["interpret", str(cxr_dicom), str(cxr_pngs[0]), "--json",
+                              "--context", "fever", "--prior", str(cxr_pngs[1])])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)  # nothing but JSON on stdout
+    r = Interpretation.model_validate(data)
+    assert r.status == "complete" and len(r.gate) == 3 and r.context_used[0] == "indication"
+    assert "load_models" in r.provenance.timings
+    assert r.test_model_label == TEST_MODEL_LABEL
+
+
+def test_ehr_bundle_adds_context(mocked: dict, cxr_pngs: list[Path], shared_data: Path) -> None:
+    bundle = next((shared_data / "fhir").glob("Michele_Wolf*.json"))
+    res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--json", "--ehr", str(bundle)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert {"age", "sex", "patient record summary"} <= set(data["context_used"])
+    text = mocked["gen"].calls[0][-1].content[0].text
+    assert "Chronic congestive heart failure" in text and "Michele" not in text
+
+
+def test_bad_input_is_one_line_error(mocked: dict, tmp_path: Path) -> None:
+    bad = tmp_path / "x.png"
+    bad.write_bytes(b"PK\x03\x04 not an image")
+    res = runner.invoke(app, ["interpret", str(bad)])
+    assert res.exit_code != 0
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    assert "Traceback" not in res.output
+
+
+def test_unknown_model_is_one_line_error(cxr_pngs: list[Path]) -> None:
+    res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--model", "nope/nothing"])
+    assert res.exit_code != 0 and "Unknown model 'nope/nothing'" in res.stderr
+    assert res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+
+
+def test_refused_image_exits_3_without_report(mocked: dict, dicom_dir: Path) -> None:
+    res = runner.invoke(app, ["interpret", str(dicom_dir / "CT_small.dcm")])
+    assert res.exit_code == 3
+    assert "No report" in res.stdout and DISCLAIMER in res.stdout
+    assert mocked["gen"].calls == []
+
+
+def test_summarize_context_only(shared_data: Path) -> None:
+    bundle = next((shared_data / "fhir").glob("Kermit_Trantow*.json"))
+    res = runner.invoke(app, ["summarize", str(bundle), "--context-only"])
+    assert res.exit_code == 0 and "Allergy to peanuts" in res.stdout
+    assert "Kermit" not in res.stdout and DISCLAIMER in res.stdout
+
+
+def test_summarize_with_a_model(mocked: dict, tmp_path: Path) -> None:
+    mocked["gen"] = MockGenerator(["- cough, fever"])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Day 1: cough.\nDay 2: fever 38.5 C.\n")
+    res = runner.invoke(app, ["summarize", str(notes), "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["summary"] == "- cough, fever" and data["calls"] == 1
+    assert data["test_model_label"] == TEST_MODEL_LABEL
+
+
+# --- end to end with the tiny test models (real loader, real transformers backends) ---
+def test_e2e_png_with_test_model(tiny_test_models: dict, cxr_pngs: list[Path]) -> None:
+    res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--model",
+                              "medlens/test-medgemma", "--no-scores", "--max-new-tokens", "8"])
+    assert res.exit_code == 0, res.output
+    assert "Model: medlens/test-medgemma (revision local" in res.stdout
+    assert TEST_MODEL_LABEL in res.stdout and DISCLAIMER in res.stdout
+
+
+def test_e2e_dicom_png_spanish_json(tiny_test_models: dict, cxr_pngs: list[Path],
+                                    cxr_dicom: Path) -> None:
+    res = runner.invoke(app, [
+        "interpret", str(cxr_dicom), str(cxr_pngs[0]), "--language", "es", "--json",
+        "--model", "medlens/test-medgemma", "--encoder", "medlens/test-medsiglip",
+        "--max-new-tokens", "8"])
+    assert res.exit_code == 0, res.output
+    r = Interpretation.model_validate(json.loads(res.stdout))
+    assert r.status == "complete" and r.language == "es"
+    assert [i.format for i in r.provenance.inputs] == ["dicom", "png"]
+    assert r.provenance.generator.model_id == "medlens/test-medgemma"
+    assert r.provenance.generator.weights_hash and r.provenance.encoder.weights_hash
+    assert len(r.finding_scores) == 2 and len(r.finding_scores[0].scores) == 14
+    assert r.language_check is not None  # back-translation ran (default on)
+    gen = r.provenance.generation  # the PNG may already sit in the backend's cache
+    assert gen.images_encoded + gen.images_cached == 2 and gen.images_encoded >= 1
+    assert r.test_model_label == TEST_MODEL_LABEL and r.disclaimer == DISCLAIMER
