@@ -39,10 +39,15 @@ CHUNK = 50_000
 def make_data(path: Path, n: int, dim: int, n_clusters: int, seed: int) -> np.ndarray:
     """Clustered unit vectors written chunk by chunk to a .npy file; returns a memmap."""
     rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((n_clusters, dim)).astype(np.float32)
+    # Two levels (groups of ~20 related clusters) so that neighbouring clusters overlap,
+    # as related findings do in a real embedding space; a flat mixture is too easy.
+    supers = rng.standard_normal((max(1, n_clusters // 20), dim)).astype(np.float32)
+    supers /= np.linalg.norm(supers, axis=1, keepdims=True)
+    centers = supers[rng.integers(0, supers.shape[0], n_clusters)] + (
+        0.5 / np.sqrt(dim)) * rng.standard_normal((n_clusters, dim), dtype=np.float32)
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     # Per-cluster spread varies (tight and loose groups), as in real embedding sets.
-    spread = rng.uniform(0.4, 0.9, n_clusters).astype(np.float32)
+    spread = rng.uniform(0.5, 1.0, n_clusters).astype(np.float32)
     mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n + 0, dim))
     for start in range(0, n, CHUNK):
         m = min(CHUNK, n - start)  # one chunk in memory at a time
@@ -138,9 +143,10 @@ def write_results(results: list[dict], args: argparse.Namespace, command: str) -
                                                                             time.gmtime()),
             "threads": args.threads,
             "data": "synthetic clustered unit vectors: N/"
-                    f"{args.cluster_size} clusters (or --clusters), per-cluster spread "
-                    f"U(0.4, 0.9), seed {args.seed}; queries held out"}
-    (out_dir / "search_latency.json").write_text(json.dumps({"meta": meta, "results": results},
+                    f"{args.cluster_size} clusters (or --clusters) in groups of ~20 overlapping "
+                    "clusters, per-cluster spread "
+                    f"U(0.5, 1.0), seed {args.seed}; queries held out"}
+    (out_dir / f"{args.name}.json").write_text(json.dumps({"meta": meta, "results": results},
                                                             indent=1), "utf-8")
     lines = ["# Case-library search latency", "", f"Command: `{command}`", "",
              f"Machine: {meta['machine']} (shared with other jobs while measured); "
@@ -158,7 +164,7 @@ def write_results(results: list[dict], args: argparse.Namespace, command: str) -
             lines.append(f"| {r['n']:,} | IVF-SQ8 + exact re-rank{mark} | nlist {v['nlist']}, "
                          f"nprobe {v['nprobe']}, refine {v['refine']} | {v['p50_ms']:.2f} | "
                          f"{v['p99_ms']:.2f} | {v['recall_at_k']:.3f} | {v['build_s']} |")
-    (out_dir / "search_latency.md").write_text("\n".join(lines) + "\n", "utf-8")
+    (out_dir / f"{args.name}.md").write_text("\n".join(lines) + "\n", "utf-8")
 
 
 def main() -> None:
@@ -176,6 +182,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work-dir", default=None, help="scratch folder for the vector files")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--name", default="search_latency", help="output file base name")
     args = ap.parse_args()
     import faiss
     from threadpoolctl import threadpool_limits
@@ -193,7 +200,7 @@ def main() -> None:
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"wrote {args.out}/search_latency.md and .json")
+    print(f"wrote {args.out}/{args.name}.md and .json")
 
 
 if __name__ == "__main__":

@@ -256,3 +256,60 @@ def test_only_medlens_errors_escape_on_garbage() -> None:
     for data in (b"\x08\x00" + b"\xff" * 300, b"\x00" * 200 + b"DICM", b"\x02\x00\x10\x00UI"):
         with pytest.raises(MedLensError):
             ingest(data)
+
+
+def _j2k_dicom(rows: int, cols: int, siz: tuple[int, int] | None = None) -> bytes:
+    from openjpeg import encode
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless
+
+    cs = bytearray(encode(np.zeros((64, 64), np.uint8)))
+    if siz is not None:  # rewrite Xsiz/Ysiz in the SIZ marker segment
+        i = cs.find(b"\xff\x51")
+        cs[i + 6 : i + 10] = siz[0].to_bytes(4, "big")
+        cs[i + 10 : i + 14] = siz[1].to_bytes(4, "big")
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = "1.2.840.10008.5.1.4.1.1.1", "1.2.3", "CR"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation, ds.SamplesPerPixel = 7, 0, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelData = encapsulate([bytes(cs)])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_jpeg2000_bomb_refused_from_codestream_header() -> None:
+    import time
+    import tracemalloc
+
+    assert ingest(_j2k_dicom(64, 64)).image.size == (64, 64)
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(ImageTooLarge, match="60000x60000"):
+            ingest(_j2k_dicom(64, 64, siz=(60000, 60000)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 2 and peak < 50 * 2**20
+    with pytest.raises(InvalidImage, match="Rows/Columns"):
+        ingest(_j2k_dicom(32, 32))
+
+
+def test_palette_colour_dicom_uses_its_lut(mk) -> None:
+    idx = np.array([[0, 1, 2, 1]], np.uint8).repeat(3, 0)
+    ds = mk.dicom(idx, photometric="PALETTE COLOR")
+    red, green, blue = [65535, 0, 0], [0, 65535, 0], [0, 0, 32896]  # 32896/257 = 128
+    for name, table in (("Red", red), ("Green", green), ("Blue", blue)):
+        setattr(ds, f"{name}PaletteColorLookupTableDescriptor", [3, 0, 16])
+        setattr(ds, f"{name}PaletteColorLookupTableData", np.array(table, "<u2").tobytes())
+    img = ingest(mk.dicom_bytes(ds))
+    assert img.image.mode == "RGB"
+    assert np.asarray(img.image)[0].tolist() == [[255, 0, 0], [0, 255, 0], [0, 0, 128], [0, 255, 0]]

@@ -27,7 +27,8 @@ EXAMPLES = int(os.environ.get("MEDLENS_FUZZ_EXAMPLES", "150"))
 
 @pytest.fixture(scope="module")
 def seeds(mk, dicom_dir: Path) -> dict[str, bytes]:
-    from pydicom.uid import RLELossless
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
     grad = mk.gradient(48, 40)
     rgb = np.stack([grad, grad[::-1], 255 - grad], axis=-1)
@@ -40,7 +41,16 @@ def seeds(mk, dicom_dir: Path) -> dict[str, bytes]:
     )
     rle = mk.dicom(np.arange(24 * 24, dtype=np.uint16).reshape(24, 24))
     rle.compress(RLELossless)
+    j2k = mk.dicom(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) % 4000, bits_stored=12)
+    j2k.compress(JPEG2000Lossless)
+    jpeg_dcm = mk.dicom(grad)  # JPEG baseline frame from Pillow, encapsulated by hand
+    jpeg_dcm.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    jpeg_dcm.PixelData = encapsulate([mk.jpeg(Image.fromarray(grad, "L"))])
+    jpeg_dcm["PixelData"].VR = "OB"
+    jpeg_dcm["PixelData"].is_undefined_length = True
     return {
+        "dicom-j2k": mk.dicom_bytes(j2k),
+        "dicom-jpeg": mk.dicom_bytes(jpeg_dcm),
         "png": mk.png(Image.fromarray(grad, "L")),
         "png16": mk.png(Image.fromarray(grad.astype(np.uint16) * 200)),
         "png-rgb": mk.png(Image.fromarray(rgb, "RGB")),
@@ -83,7 +93,9 @@ def _mutate(data: bytes, ops: list[tuple]) -> bytes:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(
-    kind=st.sampled_from(["png", "png16", "png-rgb", "jpeg", "dicom", "dicom-rle", "mr"]),
+    kind=st.sampled_from(
+        ["png", "png16", "png-rgb", "jpeg", "dicom", "dicom-rle", "dicom-j2k", "dicom-jpeg", "mr"]
+    ),
     ops=st.lists(mutation, min_size=1, max_size=4),
 )
 def test_mutated_inputs_never_escape(seeds: dict[str, bytes], kind: str, ops: list) -> None:

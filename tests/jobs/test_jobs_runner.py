@@ -76,7 +76,8 @@ def test_handler_errors_fail_the_job_with_a_message(store):
     a = store.enqueue_job("interpret", {})
     b = store.enqueue_job("test-fail", {"message": "kaboom"})
     assert runner.run_once() and runner.run_once() and not runner.run_once()
-    assert store.get_job(a.id).error == "Weights for google/medgemma-4b-it are missing: medlens pull"
+    expected = "Weights for google/medgemma-4b-it are missing: medlens pull"
+    assert store.get_job(a.id).error == expected
     err = store.get_job(b.id).error
     assert "RuntimeError" in err and "kaboom" in err
     assert outcomes == [("failed", True), ("failed", True)]

@@ -54,16 +54,27 @@ def _run(url: str, tmp: Path, n_workers: int, *, kill_one: bool) -> dict:
         if kill_one:
             victim = procs[0]
             deadline = time.monotonic() + 60
+            tag = f":{victim.pid}:"
             while killed_pid is None and time.monotonic() < deadline:
-                # Kill it while it holds a job, after some jobs are already done.
+                # Kill it at the start of a job, once it has finished some of its own.
+                done = store.list_jobs(status="done", limit=N_JOBS)
                 running = store.list_jobs(status="running", limit=100)
-                mine = [j for j in running if f":{victim.pid}:" in (j.lease_owner or "")]
-                if mine and store.count_jobs()["done"] >= 5:
+                mine = [j for j in running if tag in (j.lease_owner or "") and j.progress < 0.5]
+                if mine and any(tag in j.result["worker"] for j in done):
                     os.kill(victim.pid, signal.SIGKILL)
-                    killed_pid, killed_job = victim.pid, mine[0].id
+                    victim.wait()
+                    killed_pid = victim.pid
                 else:
-                    time.sleep(0.02)
+                    time.sleep(0.01)
             assert killed_pid is not None, "never caught the victim mid-job"
+            # Read which job it held from the database, after the kill (no race).
+            held = [
+                j
+                for j in store.list_jobs(status="running", limit=100)
+                if tag in (j.lease_owner or "")
+            ]
+            assert len(held) == 1, "the victim finished its job just before the kill; rerun"
+            killed_job = held[0].id
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             counts = store.count_jobs()

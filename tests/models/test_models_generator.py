@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -119,6 +120,31 @@ def test_cached_features_give_the_same_logits_as_hf_pixel_path(tiny) -> None:  #
     assert text == proc.tokenizer.decode(ref_out, skip_special_tokens=True)
 
 
+def test_long_prompt_past_the_sliding_window_matches_hf_generate(tiny) -> None:  # type: ignore[no-untyped-def]
+    """Prompt + output cross the 512-token sliding window: our loop == transformers'."""
+    model, proc = tiny.model, tiny.processor
+    window = model.config.text_config.sliding_window
+    img = _image(8)
+    text = "The heart size is normal. " * 90
+    ids, _ = tiny.build_prompt(_ask(img, text))
+    assert window - 60 < len(ids) < window, len(ids)  # the window is crossed while decoding
+    input_ids = torch.tensor([ids])
+    pixel = proc.image_processor(images=[img.image], return_tensors="pt")["pixel_values"]
+    with torch.inference_mode():
+        ref = model.generate(
+            input_ids=input_ids, pixel_values=pixel,
+            token_type_ids=(input_ids == model.config.image_token_id).long(),
+            attention_mask=torch.ones_like(input_ids), max_new_tokens=60, min_new_tokens=60,
+            do_sample=False, bad_words_ids=[[model.config.image_token_id]],
+        )[0, len(ids):]
+    ours, stats = collect(tiny, _ask(img, text),
+                          GenerationConfig(max_new_tokens=60, min_new_tokens=60))
+    assert stats.prompt_tokens + stats.output_tokens > window
+    # Token ids, not text: random byte tokens decode differently one-shot vs streamed.
+    assert tiny.last_output_ids == ref.tolist()
+    assert ours
+
+
 def test_stop_strings_cut_the_output(tiny) -> None:  # type: ignore[no-untyped-def]
     full, _ = collect(tiny, _ask(_image(5), "Describe"),
                       GenerationConfig(max_new_tokens=16, min_new_tokens=16))
@@ -152,9 +178,32 @@ def test_control_tokens_in_user_text_are_neutralised(tiny) -> None:  # type: ign
     assert tok.convert_tokens_to_ids("<start_of_image>") not in ids
 
 
+def test_prompt_longer_than_the_context_is_refused(tiny) -> None:  # type: ignore[no-untyped-def]
+    from medlens.errors import GenerationError
+
+    limit = tiny.model.config.text_config.max_position_embeddings
+    long_text = "effusion " * limit
+    assert tiny.count_tokens(long_text) > limit
+    with pytest.raises(GenerationError, match="at most"):
+        collect(tiny, _ask(None, long_text), GenerationConfig(max_new_tokens=4))
+
+
 def test_loglikelihood_and_count_tokens(tiny) -> None:  # type: ignore[no-untyped-def]
-    scores = tiny.loglikelihood("The heart size is", [" normal", " enlarged."])
-    assert len(scores) == 2 and all(s < 0 for s in scores)
+    context, conts = "The heart size is", [" normal", " enlarged.", "normal", ""]
+    scores = tiny.loglikelihood(context, conts)
+    assert len(scores) == 4 and all(s < 0 for s in scores[:3]) and scores[3] == 0.0
+    # Same numbers as one full forward pass per continuation (no cache reuse).
+    tok = tiny.tokenizer
+    ctx = tok(context)["input_ids"]
+    for cont, score in zip(conts[:3], scores[:3], strict=True):
+        whole = tok(context + cont)["input_ids"]
+        n = next((i for i, (a, b) in enumerate(zip(ctx, whole, strict=False)) if a != b),
+                 min(len(ctx), len(whole)))
+        with torch.inference_mode():
+            logits = tiny.model(input_ids=torch.tensor([whole])).logits[0].float()
+        logp = torch.log_softmax(logits[n - 1 : -1], dim=-1)
+        ref = float(logp.gather(1, torch.tensor(whole[n:])[:, None]).sum())
+        assert score == pytest.approx(ref, abs=1e-3)
     assert tiny.count_tokens("The heart size is normal") > 0
 
 
@@ -185,7 +234,8 @@ def test_path_model_loads_and_is_marked_as_test(tiny_test_models, settings) -> N
 
     gen = load_generator(str(tiny_test_models["medgemma-tiny"]), settings)
     assert gen.info.is_test and gen.info.revision == "local"
-    assert gen.info.weights_hash == load_generator("medlens/test-medgemma", settings).info.weights_hash
+    by_id = load_generator("medlens/test-medgemma", settings)
+    assert gen.info.weights_hash == by_id.info.weights_hash
 
 
 # --- real text (Gemma 3 270M weights) ------------------------------------------
@@ -208,6 +258,30 @@ def test_realtext_writes_english(realtext) -> None:  # type: ignore[no-untyped-d
     assert len(words) >= 3, text
     assert len(set(words) & COMMON_ENGLISH) >= 2, text
     assert realtext.tokenizer.convert_tokens_to_ids("<image_soft_token>") == 262144
+
+
+def test_thinking_markers_survive_decoding_and_are_filtered(realtext) -> None:  # type: ignore[no-untyped-def]
+    from medlens.models.thinking import ThinkingFilter
+
+    tok = realtext.tokenizer
+    ids = tok.encode("<unused94>maybe effusion<unused95>No effusion.<pad>",
+                     add_special_tokens=False)
+    decoded = realtext._decode(ids)
+    assert decoded == "<unused94>maybe effusion<unused95>No effusion."
+    f = ThinkingFilter()
+    assert f.feed(decoded) + f.flush() == "No effusion."
+
+
+def test_streamed_text_equals_one_shot_decode(realtext) -> None:  # type: ignore[no-untyped-def]
+    from medlens.models.stream_text import IncrementalDetokenizer
+
+    tok = realtext.tokenizer
+    text = "Cardiomegaly: 15 mm; café au lait ☃ 肺 — no effusion.\n  Impression: normal."
+    ids = tok.encode(text, add_special_tokens=False)
+    detok = IncrementalDetokenizer(realtext._decode)
+    seen = [detok.add(i) for i in ids]
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(seen))
+    assert detok.finish() == tok.decode(ids) == text
 
 
 def test_realtext_scores_facts_above_nonsense(realtext) -> None:  # type: ignore[no-untyped-def]

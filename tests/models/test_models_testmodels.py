@@ -35,7 +35,7 @@ def test_medgemma_tiny_config_avoids_the_known_pitfalls(test_models: dict[str, P
     assert side * side == cfg.mm_tokens_per_image and patches % side == 0
     assert cfg.vision_config.image_size == IMAGE_SIZE
     weights = load_file(str(path / "model.safetensors"))
-    proj = [v for k, v in weights.items() if k.endswith("mm_input_projection_weight")][0]
+    proj = next(v for k, v in weights.items() if k.endswith("mm_input_projection_weight"))
     assert float(proj.abs().sum()) > 0  # transformers initialises it to zero
     proc = transformers.AutoProcessor.from_pretrained(path)
     tok = proc.tokenizer

@@ -13,15 +13,21 @@ def test_strip_thinking_keeps_only_the_answer() -> None:
     assert strip_thinking("<unused94>thought: effusion?<unused95>No effusion.") == "No effusion."
     assert strip_thinking("Plain answer.") == "Plain answer."
     assert strip_thinking("<unused94>cut off mid thought") == ""
+    assert strip_thinking("  <unused94>t<unused95>\n A <unused94>u<unused95> B") == "A B"
+    f = ThinkingFilter()
+    assert f.feed("<unused94>look at the left base<unu") == ""
+    assert f.feed("sed95>\nClear.") + f.flush() == "Clear."
+    assert f.thought == "look at the left base"
     assert split_thinking("<unused94> hmm <unused95> Yes") == ("hmm", "Yes")
 
 
-@given(st.text(max_size=40), st.text(max_size=40), st.lists(st.integers(1, 7), max_size=20))
-def test_thinking_filter_matches_strip_thinking_for_any_split(thought: str, answer: str,
+_piece = st.sampled_from(["<unused94>", "<unused95>", " ", "\n", "a", "No effusion.", "<unu"])
+
+
+@given(st.lists(_piece, max_size=12), st.lists(st.integers(1, 7), max_size=20))
+def test_thinking_filter_matches_strip_thinking_for_any_split(parts: list[str],
                                                                 cuts: list[int]) -> None:
-    full = f"<unused94>{thought}<unused95>{answer}"
-    if "<unused9" in thought + answer:
-        return
+    full = "".join(parts)
     f = ThinkingFilter()
     out, i = [], 0
     for c in cuts:
@@ -30,7 +36,6 @@ def test_thinking_filter_matches_strip_thinking_for_any_split(thought: str, answ
     out.append(f.feed(full[i:]))
     out.append(f.flush())
     assert "".join(out) == strip_thinking(full)
-    assert f.thought == thought
 
 
 def test_stop_buffer_cuts_before_stop_and_holds_partial_prefix() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from medlens.errors import ConfigError, ModelNotAvailable
+from medlens.models.backends import llamacpp  # imports llama_cpp lazily
 from medlens.models.protocols import (
     ChatMessage,
     GenerationConfig,
@@ -33,7 +34,6 @@ if importlib.util.find_spec("llama_cpp") is None:
     pytest.skip("llama-cpp-python not installed (scripts/build-llamacpp.sh)",
                 allow_module_level=True)
 
-from medlens.models.backends import llamacpp
 
 STOPWORDS = {"the", "a", "an", "of", "to", "and", "is", "in", "it", "that", "for", "with",
              "as", "are", "be", "on", "by", "or", "this", "can", "used"}

@@ -220,8 +220,10 @@ def test_model_choice(fake_server):
     assert gen.model == "fake-model"  # the only one served
     with pytest.raises(RemoteModelError, match="does not serve 'other'"):
         openai_remote.load_generator(record(fake_server.url, model="other"), FakeSettings())
-    fake_server.models.append({"id": "second"})
-    with pytest.raises(ConfigError, match="fake-model, second"):
+    fake_server.models.append({"id": "medgemma:latest"})  # Ollama-style tag
+    assert openai_remote.load_generator(record(fake_server.url, model="medgemma"),
+                                        FakeSettings()).model == "medgemma:latest"
+    with pytest.raises(ConfigError, match="fake-model, medgemma:latest"):
         openai_remote.load_generator(record(fake_server.url), FakeSettings())
 
 
@@ -252,3 +254,14 @@ def test_count_tokens_via_server_and_fallback(fake_server):
     assert gen2.count_tokens("abcdefg") == 3  # estimate, rounded up
     with pytest.raises(RemoteModelError, match="tokenize"):
         gen2.loglikelihood("ctx", [" a"])
+
+
+def test_per_model_api_key_from_environment(fake_server, monkeypatch):
+    monkeypatch.setenv("MY_VLLM_KEY", "sk-other")
+    fake_server.queue(CHAT, fake_server.Reply(sse=fake_server.sse(["hi"])))
+    gen = load(fake_server, key=SECRET, api_key_env="MY_VLLM_KEY")
+    collect(gen, ask(), GenerationConfig())
+    assert fake_server.seen(CHAT)[0].headers["Authorization"] == "Bearer sk-other"
+    monkeypatch.delenv("MY_VLLM_KEY")
+    with pytest.raises(ConfigError, match="MY_VLLM_KEY"):
+        load(fake_server, api_key_env="MY_VLLM_KEY")

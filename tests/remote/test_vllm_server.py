@@ -31,12 +31,13 @@ from medlens.models.protocols import (
 )
 from medlens.models.registry import ModelRecord
 
-pytestmark = pytest.mark.integration
+# Setup (building the test model, starting vLLM) counts toward pytest-timeout.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 REPO = Path(__file__).resolve().parents[2]
 VENV = Path(os.environ.get("MEDLENS_VLLM_VENV", REPO / ".cache" / "vllm-venv"))
 SERVED = "gemma3-270m"
-START_TIMEOUT_S = float(os.environ.get("MEDLENS_VLLM_START_TIMEOUT", "900"))
+START_TIMEOUT_S = float(os.environ.get("MEDLENS_VLLM_START_TIMEOUT", "1200"))
 
 
 def _free_port() -> int:

@@ -36,7 +36,7 @@ def test_exact_index_pads_when_k_exceeds_size() -> None:
     sims, rows = ExactIndex(mat).search(np.array([1.0, 0.2, 0.0]), 5)
     assert rows[0].tolist()[:3] == [0, 1, 2] and rows[0].tolist()[3:] == [-1, -1]
     assert np.isneginf(sims[0, 3:]).all()
-    s_empty, r_empty = ExactIndex(np.empty((0, 3), np.float32)).search(np.ones(3), 2)
+    _s_empty, r_empty = ExactIndex(np.empty((0, 3), np.float32)).search(np.ones(3), 2)
     assert r_empty.tolist() == [[-1, -1]]
 
 
@@ -45,7 +45,7 @@ def test_ivf_recall_at_10_on_clustered_vectors(tmp_path) -> None:
     queries, _ = clustered(200, 64, 200, seed=2, centers=centers)
     ivf = IVFIndex.build(mat)
     a_s, a_r = ivf.search(queries, 10)
-    e_s, e_r = exact_search(mat, queries, 10)
+    _e_s, e_r = exact_search(mat, queries, 10)
     recall = recall_at_k(a_r, e_r, 10)
     assert recall >= 0.95, recall
     # Returned similarities are exact (re-ranked against the float32 rows).
@@ -57,7 +57,7 @@ def test_ivf_recall_at_10_on_clustered_vectors(tmp_path) -> None:
     ivf.save(path, {"generation": 3})
     loaded, meta = IVFIndex.load(path, mat)
     assert meta["generation"] == 3 and meta["kind"] == "ivf"
-    l_s, l_r = loaded.search(queries, 10)
+    _l_s, l_r = loaded.search(queries, 10)
     np.testing.assert_array_equal(l_r, a_r)
 
 

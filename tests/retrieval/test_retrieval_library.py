@@ -54,6 +54,9 @@ def test_add_search_exact_and_cached(settings, record, nih_dir) -> None:
         assert top.similarity == pytest.approx(1.0, abs=1e-5)
         assert top.filename.endswith(".png") and top.rank == 1
         assert set(top.labels) >= {"Pneumothorax", "No Finding", "urgent"}
+        assert set(top.labels.values()) <= {0, 1}  # text labels are attributes
+        assert "finding_labels" in top.attributes and "finding_labels" not in top.labels
+        assert top.positive_labels == [k for k, v in top.labels.items() if v == 1]
 
 
 def test_persistence_across_restarts(settings, record, nih_dir) -> None:
@@ -96,7 +99,7 @@ def test_text_search_and_thumbnails(settings, record, nih_dir) -> None:
     enc = FakeEncoder()
     with CaseLibrary.open(settings) as lib:
         lib.add_cases(enc, record, find_cases(nih_dir)[:5])
-        ids, mat = lib.db.matrix("default", lib.encoder_id)
+        _ids, mat = lib.db.matrix("default", lib.encoder_id)
         enc.text_vectors["that one"] = mat[2]
         res = lib.search_text(enc, "that one", k=2)
         assert res[0].similarity == pytest.approx(1.0, abs=1e-5)
@@ -120,8 +123,48 @@ def test_labelled_embeddings_for_probes(settings, record, shared_data) -> None:
     with CaseLibrary.open(settings, "covid") as lib:
         cases = find_cases(shared_data / "cxr" / "covid_chestxray" / "metadata.csv")[:16]
         lib.add_cases(enc, record, cases)
-        x, y, names = lib.labelled_embeddings("urgent")
+        x, y, _names = lib.labelled_embeddings("urgent")
         known = [c for c in cases if "urgent" in c.labels]
-        assert x.shape == (len(known), enc.dim) and y.sum() == sum(c.labels["urgent"] for c in known)
+        assert x.shape == (len(known), enc.dim)
+        assert y.sum() == sum(c.labels["urgent"] for c in known)
         with pytest.raises(Exception, match="Labels present"):
             lib.labelled_embeddings("no-such-label")
+
+
+def test_second_encoder_embeds_stored_images_without_mixing_spaces(settings, record,
+                                                                    nih_dir) -> None:
+    enc_a = FakeEncoder(dim=32)
+    enc_b = FakeEncoder(dim=24, model_id="fake/other", weights_hash="b" * 64)
+    with CaseLibrary.open(settings, "two") as lib:
+        lib.add_cases(enc_a, record, find_cases(nih_dir)[:6])
+        q_b = np.random.default_rng(9).standard_normal(24)
+        lib.use_encoder(enc_b)
+        assert lib.search_image(q_b, 3) == []  # no vectors for B yet: nothing, not A's
+        rep = lib.embed_missing(enc_b, record)  # from the stored de-identified blobs
+        assert rep.embedded == 6 and not rep.failed
+        assert len(lib.search_image(q_b, 3)) == 3
+        lib.use_encoder(enc_a)
+        with pytest.raises(Exception, match="24 dimensions"):
+            lib.search_image(q_b, 3)
+    # A bare registry id resolves to the stored `id@weights` key.
+    with CaseLibrary.open(settings, "two", encoder_id="fake/other") as lib2:
+        assert lib2.encoder_id.startswith("fake/other@") and len(lib2.search_image(q_b, 2)) == 2
+
+
+def test_vector_snapshot_survives_restart_and_goes_stale(settings, record, nih_dir) -> None:
+    enc = FakeEncoder()
+    cases = find_cases(nih_dir)
+    q = np.random.default_rng(11).standard_normal(enc.dim)
+    with CaseLibrary.open(settings, "snap", snapshot_min_size=1) as lib:
+        lib.add_cases(enc, record, cases[:10])
+        first = [r.case_id for r in lib.search_image(q, 5)]
+        snap = lib._index_path(lib.encoder_id)
+        vec = snap.with_name(snap.name + ".vectors.npy")
+        assert vec.is_file()
+    with CaseLibrary.open(settings, "snap", "fake/encoder", snapshot_min_size=1) as lib:
+        lib.db.matrix = None  # type: ignore[assignment]  # must come from the snapshot
+        assert [r.case_id for r in lib.search_image(q, 5)] == first
+    with CaseLibrary.open(settings, "snap", snapshot_min_size=1) as lib:
+        lib.add_cases(enc, record, cases[10:])  # generation bumped: snapshot is stale
+        assert lib.search_image(q, 30)[-1].rank == 30
+        assert np.load(vec).shape[0] == 30

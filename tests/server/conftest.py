@@ -160,3 +160,9 @@ def server(tmp_path: Path, tiny_test_models) -> Iterator[ServerProcess]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def spawn_server() -> Callable[..., ServerProcess]:
+    """`spawn_server(data_dir, env={...})` → a started ServerProcess (caller stops it)."""
+    return start_server

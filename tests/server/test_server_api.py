@@ -151,3 +151,96 @@ def test_rate_limit_is_429(client_factory):
         r = client.get("/v1/studies")
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         assert r.json()["error"]["code"] == "rate_limited"
+
+
+def test_wrong_kind_of_image_is_refused_with_a_reason(client_factory, upload, dicom_dir):
+    with client_factory() as client:
+        r = upload(client, ("CT_small.dcm", (dicom_dir / "CT_small.dcm").read_bytes()))
+        assert r.status_code == 422
+        assert r.json()["error"]["code"] == "image_refused"
+        assert "CT" in r.json()["error"]["message"]
+        assert client.get("/v1/studies").json()["studies"] == []
+
+
+def test_real_dicom_chest_xray_is_accepted_and_renders(client_factory, upload, dicom_dir):
+    with client_factory() as client:
+        r = upload(client, ("RG1_J2KI.dcm", (dicom_dir / "RG1_J2KI.dcm").read_bytes()))
+        assert r.status_code == 201, r.text
+        image = r.json()["images"][0]
+        assert image["format"] == "dicom"
+        png = client.get(image["url"])
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+def test_page_explains_how_to_get_weights_when_none_are_configured(client_factory):
+    with client_factory(demo=False, generator="google/medgemma-4b-it",
+                        encoder="google/medsiglip-448") as client:
+        html = client.get("/").text
+        assert "Health AI Developer Foundations" in html and "hf auth login" in html
+        assert "medlens models pull google/medgemma-4b-it" in html
+        assert "DEMO: test model" not in html
+        assert client.get("/healthz").json()["models_ready"] is False
+
+
+def test_demo_page_shows_banner_and_disclaimer(client_factory):
+    with client_factory() as client:
+        html = client.get("/").text
+        assert "DEMO: test model, output is meaningless" in html
+        assert DISCLAIMER in html
+        assert "Health AI Developer Foundations" not in html
+
+
+def test_full_queue_refuses_new_work(client_factory, upload, cxr_png, monkeypatch):
+    from medlens.server.services import studies
+
+    monkeypatch.setattr(studies, "MAX_QUEUED_JOBS", 1)
+    with client_factory() as client:
+        assert upload(client, ("a.png", cxr_png)).status_code == 201
+        data = client.app.state.medlens.store.list_jobs()
+        assert len(data) == 1
+        other = client.post("/v1/studies", files=[("files", ("c.png", _other_png(), "image/png"))])
+        assert other.status_code == 429 and other.json()["error"]["code"] == "queue_full"
+        assert len(client.get("/v1/studies").json()["studies"]) == 1  # nothing half-made
+
+
+def _other_png() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    yy, xx = np.mgrid[0:256, 0:256]
+    img = ((np.sin(xx / 9.0) + np.cos(yy / 13.0)) * 60 + 128).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_refused_study_page_explains_and_takes_no_followups(client_factory, upload, cxr_png):
+    from medlens.tasks.interpretation import GateRecord, Interpretation, Provenance
+
+    with client_factory() as client:
+        created = upload(client, ("a.png", cxr_png)).json()
+        refused = Interpretation(
+            study_id=created["id"], status="refused",
+            gate=[GateRecord(image_index=0, source_name="a.png", accepted=False,
+                             reason="looks like a knee radiograph")],
+            provenance=Provenance(medlens_version="0.1.0", created_at="2026-11-28T05:00:00Z"))
+        client.app.state.medlens.store.save_interpretation(
+            created["id"], created["job"]["id"], refused.model_dump(mode="json"))
+        html = client.get(f"/studies/{created['id']}").text
+        assert 'data-testid="refused"' in html and "looks like a knee radiograph" in html
+        assert 'id="followup-form"' not in html
+        client.cookies.clear()
+        r = client.post(f"/v1/studies/{created['id']}/messages", json={"content": "Effusion?"})
+        assert r.status_code == 400 and "refused" in r.json()["error"]["message"]
+
+
+def test_upload_without_weights_is_503_with_instructions(client_factory, upload, cxr_png):
+    with client_factory(run_jobs=True, demo=False, generator="google/medgemma-4b-it",
+                        encoder="google/medsiglip-448") as client:
+        r = upload(client, ("a.png", cxr_png))
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "model_not_available"
+        assert "hf auth login" in r.json()["error"]["message"]
+        assert client.get("/v1/studies").json()["studies"] == []

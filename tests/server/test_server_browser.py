@@ -80,6 +80,7 @@ def test_upload_watch_report_followup_delete(page, server, nih_images, shared_da
     assert page.get_by_test_id("test-model-label").is_visible()
     assert DISCLAIMER in page.get_by_test_id("disclaimer").inner_text()
     assert page.get_by_test_id("study-image").evaluate("img => img.naturalWidth") > 0
+    page.screenshot(path=str(ARTIFACTS / "result-page-viewport.png"))
     page.get_by_test_id("provenance").locator("summary").click()
     page.screenshot(path=str(ARTIFACTS / "result-page.png"), full_page=True)
 
@@ -100,5 +101,27 @@ def test_upload_watch_report_followup_delete(page, server, nih_images, shared_da
     assert page.locator(f"tr[data-study='{study_id}']").count() == 0
     page.goto(f"{server.url}/studies/{study_id}")
     assert "Study not found" in page.content()
+    _dicom_window_level(page, server, shared_data)
     assert not [e for e in page.console_errors if "Content Security Policy" in e], \
         page.console_errors
+
+
+def _dicom_window_level(page, server, shared_data):
+    """A DICOM study: the window/level sliders re-render the image from the stored bits."""
+    import httpx
+
+    data = (shared_data / "dicom" / "RG1_J2KI.dcm").read_bytes()
+    created = httpx.post(f"{server.url}/v1/studies", timeout=60,
+                         files=[("files", ("RG1_J2KI.dcm", data, "application/dicom"))])
+    assert created.status_code == 201, created.text
+    page.goto(f"{server.url}/studies/{created.json()['id']}")
+    controls = page.locator(".wl")
+    controls.wait_for(state="visible")
+    image = page.get_by_test_id("study-image")
+    before = image.get_attribute("src")
+    page.locator(".wl-width").fill(str(float(page.locator(".wl-width").get_attribute("min")) * 4))
+    page.wait_for_function("src => document.querySelector('[data-testid=study-image]').src"
+                           " .includes('ww=') && !document.querySelector"
+                           "('[data-testid=study-image]').src.endsWith(src)", arg=before)
+    page.wait_for_function("() => document.querySelector('[data-testid=study-image]').complete")
+    assert image.evaluate("img => img.naturalWidth") > 0

@@ -22,7 +22,7 @@ from medlens.config import Settings
 from medlens.store import open_store
 from medlens.tasks.interpretation import Interpretation
 
-from .conftest import TINY_ENCODER, TINY_GENERATOR, start_server  # noqa: TID252
+TINY_GENERATOR, TINY_ENCODER = "medlens/test-medgemma", "medlens/test-medsiglip"
 
 FAST_ENV = {"MEDLENS_MAX_NEW_TOKENS": "8", "MEDLENS_RATE_LIMIT_PER_MINUTE": "100000"}
 
@@ -78,7 +78,8 @@ def _check_consistent(data_dir: Path, known_jobs: set[str]) -> dict[str, int]:
         store.close()
 
 
-def _crash_rounds(tmp_path: Path, base: bytes, rounds: int, per_round: int, seed: int) -> None:
+def _crash_rounds(start_server, tmp_path: Path, base: bytes, rounds: int, per_round: int,
+                 seed: int) -> None:
     rng = random.Random(seed)
     data_dir = tmp_path / "data"
     known: set[str] = set()
@@ -104,22 +105,30 @@ def _crash_rounds(tmp_path: Path, base: bytes, rounds: int, per_round: int, seed
         deadline = time.monotonic() + 60 + 20 * len(known)
         while time.monotonic() < deadline:
             statuses = [httpx.get(f"{server.url}/v1/jobs/{j}").json()["status"] for j in known]
-            if all(s in ("done", "failed") for s in statuses):
+            queued = httpx.get(f"{server.url}/healthz").json()["queued_jobs"]
+            if queued == 0 and all(s in ("done", "failed") for s in statuses):
                 break
             time.sleep(1.0)
         jobs = [httpx.get(f"{server.url}/v1/jobs/{j}").json() for j in known]
-        failed = [(j["id"], j["error"]) for j in jobs if j["status"] != "done"]
-        assert jobs and not failed, failed
+        # A job that was running at every one of its max_attempts kills is failed on
+        # purpose (a job that crashes the process must not crash it forever); nothing
+        # else may fail, and the rest resumed and finished.
+        failed = [j for j in jobs if j["status"] != "done"]
+        assert all(j["status"] == "failed" and "Gave up after" in j["error"] for j in failed), \
+            failed
+        assert len(failed) < len(jobs), jobs
     finally:
-        server.kill()
+        server.stop()
     counts = _check_consistent(data_dir, known)
-    assert counts.get("done", 0) >= len(known)
+    # Uploads whose response was lost in a kill may exist too: they finished as well.
+    assert set(counts) <= {"done", "failed"}, counts
 
 
-def test_sigkill_at_random_moments_loses_nothing(tmp_path, tiny_test_models, cxr_png):
-    _crash_rounds(tmp_path, cxr_png, rounds=3, per_round=2, seed=7)
+def test_sigkill_at_random_moments_loses_nothing(spawn_server, tmp_path, tiny_test_models,
+                                                 cxr_png):
+    _crash_rounds(spawn_server, tmp_path, cxr_png, rounds=3, per_round=2, seed=7)
 
 
 @pytest.mark.slow
-def test_sigkill_many_rounds(tmp_path, tiny_test_models, cxr_png):
-    _crash_rounds(tmp_path, cxr_png, rounds=50, per_round=2, seed=2024)
+def test_sigkill_many_rounds(spawn_server, tmp_path, tiny_test_models, cxr_png):
+    _crash_rounds(spawn_server, tmp_path, cxr_png, rounds=50, per_round=2, seed=2024)

@@ -129,3 +129,27 @@ def test_dicom_tags_are_deidentified_and_escaped(client_factory, upload):
         wide = client.get(f"/v1/studies/{sid}/images/0.png")
         assert narrow.status_code == wide.status_code == 200
         assert narrow.content != wide.content
+
+
+def test_uploads_never_spill_to_temporary_files(client_factory, upload, monkeypatch):
+    """An original (not yet de-identified) upload stays in memory: no temp file on disk."""
+    import tempfile
+
+    from PIL import Image
+
+    rolled: list[int] = []
+    original = tempfile.SpooledTemporaryFile.rollover
+
+    def tracking_rollover(self):
+        rolled.append(1)
+        return original(self)
+
+    monkeypatch.setattr(tempfile.SpooledTemporaryFile, "rollover", tracking_rollover)
+    noise = np.random.default_rng(0).integers(0, 255, (1100, 1100), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noise).save(buf, format="PNG")
+    assert len(buf.getvalue()) > 1024 * 1024  # above Starlette's default 1 MB spool
+    with client_factory() as client:
+        r = upload(client, ("big.png", buf.getvalue()))
+        assert r.status_code in (201, 422), r.text
+    assert rolled == []

@@ -10,8 +10,16 @@ import time
 import httpx
 
 
-def test_streamed_body_without_length_gets_413_while_sending(server):
+def test_streamed_body_without_length_gets_413_while_sending(spawn_server, tmp_path):
     """Chunked upload of 'endless' data: the 413 arrives long before the client is done."""
+    server = spawn_server(tmp_path / "data", env={"MEDLENS_MAX_UPLOAD_MB": "2"})
+    try:
+        _check_streamed_413(server)
+    finally:
+        server.stop()
+
+
+def _check_streamed_413(server) -> None:
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
     sock.sendall(b"POST /v1/studies HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                  b"Content-Type: multipart/form-data; boundary=xyz\r\n"
@@ -46,7 +54,7 @@ def test_streamed_body_without_length_gets_413_while_sending(server):
     finally:
         sock.close()
     assert response.startswith(b"HTTP/1.1 413"), response[:200]
-    assert sent < 200 * 1024 * 1024, sent  # cap is 50 MB; nowhere near the 2 GiB offered
+    assert sent < 32 * 1024 * 1024, sent  # cap is 2 MB; nowhere near the 2 GiB offered
     # The server is fine afterwards.
     assert httpx.get(f"{server.url}/healthz").status_code == 200
 

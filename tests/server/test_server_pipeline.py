@@ -70,6 +70,9 @@ def test_upload_to_report_with_events_fhir_and_followup(live, upload, cxr_png):
     page = live.get(f"/studies/{created['id']}").text
     assert 'data-testid="report"' in page or 'data-testid="refused"' in page
     assert DISCLAIMER in page and "DEMO: test model, output is meaningless" in page
+    history = live.get("/").text
+    if interp.urgency is not None:
+        assert f"badge-urgency-{interp.urgency.level}" in history
     live.cookies.clear()  # act as an API client again (a page session would need CSRF)
 
     if interp.status != "complete":
@@ -98,6 +101,8 @@ def test_chat_completions_text_image_and_stream(live, cxr_png):
     body = {"model": "medgemma", "max_tokens": 8, "messages": [{"role": "user", "content": [
         {"type": "text", "text": "Describe this X-ray."},
         {"type": "image_url", "image_url": {"url": data_url}}]}]}
+    models = live.get("/v1/models").json()
+    assert models["data"][0]["id"] == "medlens/test-medgemma"
     r = live.post("/v1/chat/completions", json=body)
     assert r.status_code == 200, r.text
     out = r.json()

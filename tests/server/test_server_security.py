@@ -18,7 +18,8 @@ PROTECTED = [
     ("DELETE", "/v1/studies/abc"), ("GET", "/v1/studies/abc/interpretation"),
     ("POST", "/v1/studies/abc/messages"), ("GET", "/v1/studies/abc/messages"),
     ("GET", "/v1/studies/abc/images/0.png"), ("GET", "/v1/jobs/abc"),
-    ("GET", "/v1/jobs/abc/events"), ("POST", "/v1/chat/completions"),
+    ("GET", "/v1/jobs/abc/events"), ("POST", "/v1/chat/completions"), ("GET", "/metrics"),
+    ("GET", "/v1/models"),
 ]
 
 
@@ -30,6 +31,7 @@ def test_every_api_endpoint_needs_a_token(client_factory, method, path):
         assert missing.headers["www-authenticate"] == "Bearer"
         wrong = client.request(method, path, headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 403
+        assert client.get("/healthz").status_code == 200  # probes stay open
         if path.startswith("/v1/chat"):
             assert wrong.json()["error"]["type"] == "permission_error"  # OpenAI's shape
         else:
@@ -133,3 +135,19 @@ def test_untrusted_text_is_escaped(client_factory, upload, cxr_png):
         html = client.get(f"/studies/{sid}").text + client.get("/").text
         assert "<script>alert" not in html and "<img src=x" not in html
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+
+
+def test_no_cors_grant_for_other_origins(client_factory):
+    with client_factory() as client:
+        pre = client.options("/v1/studies", headers={
+            "Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in pre.headers
+        r = client.get("/v1/studies", headers={"Origin": "http://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+        assert "access-control-allow-credentials" not in r.headers
+
+
+def test_session_cookie_is_httponly_and_strict(client_factory):
+    with client_factory() as client:
+        cookie = client.get("/").headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie

@@ -10,7 +10,7 @@ import pytest
 
 from medlens.store import NewImage, open_store
 from medlens.store.sqlstore import SqlStore
-from medlens.store.testing import pg_required, temp_pg_database, pg_test_url
+from medlens.store.testing import pg_required, pg_test_url, temp_pg_database
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,8 @@ def test_job_lifecycle_queued_running_done(store, new_image):
         messages=[("assistant", "answer")],
     )
     done = store.get_job(job.id)
-    assert (done.status, done.result, done.progress, done.error) == ("done", {"ok": True}, 1.0, None)
+    assert (done.status, done.result, done.progress) == ("done", {"ok": True}, 1.0)
+    assert done.error is None
     assert store.get_interpretation(study.id) == {"report": "r"}
     assert [m.content for m in store.list_messages(study.id)] == ["answer"]
     assert not store.finish_job(job.id, {"again": 1}, worker_id="w1")  # never twice

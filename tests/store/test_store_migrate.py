@@ -11,8 +11,11 @@ from medlens.store.migrate import apply_sqlite_migrations, split_sql
 from medlens.store.sqlite import connect
 
 MIGRATIONS = [
-    ("t_001_cases", "CREATE TABLE cases (id INTEGER PRIMARY KEY, label TEXT);"
-                    "CREATE INDEX cases_label ON cases (label);"),
+    (
+        "t_001_cases",
+        "CREATE TABLE cases (id INTEGER PRIMARY KEY, label TEXT);"
+        "CREATE INDEX cases_label ON cases (label);",
+    ),
     ("t_002_seed", lambda c: c.execute("INSERT INTO cases (label) VALUES ('seed')")),
 ]
 
@@ -83,8 +86,10 @@ def test_pg_migrations_apply_once(db_url):
 
     from medlens.store.migrate import apply_pg_migrations
 
-    steps = [("t_001", "CREATE TABLE t (id INT); CREATE INDEX t_id ON t (id);"),
-             ("t_002", lambda c: c.execute("INSERT INTO t VALUES (1)"))]
+    steps = [
+        ("t_001", "CREATE TABLE t (id INT); CREATE INDEX t_id ON t (id);"),
+        ("t_002", lambda c: c.execute("INSERT INTO t VALUES (1)")),
+    ]
     with psycopg.connect(db_url, autocommit=True) as conn:
         assert apply_pg_migrations(conn, steps) == ["t_001", "t_002"]
         assert apply_pg_migrations(conn, steps) == []

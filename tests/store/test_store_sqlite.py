@@ -22,7 +22,8 @@ i = 0
 while True:
     data = f"{sys.argv[3]}-{i}".encode() * 50
     sha = hashlib.sha256(data).hexdigest()
-    study, _ = store.create_study([NewImage(sha, sha, "png", "x.png", {"i": i}, data=data)], {"i": i})
+    img = NewImage(sha, sha, "png", "x.png", {"i": i}, data=data)
+    study, _ = store.create_study([img], {"i": i})
     job = store.enqueue_job("interpret", {"i": i}, study_id=study.id)
     claimed = store.claim_job("w", lease_seconds=60)
     if claimed is not None:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from medlens.cli.main import app
 from medlens.disclaimer import DISCLAIMER, TEST_MODEL_LABEL
+from medlens.errors import ModelNotAvailable
 from medlens.tasks.interpretation import Interpretation
 
 from .conftest import ABNORMAL_REPORT, FakeEncoder, MockGenerator
@@ -34,7 +35,9 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> dict:
         return state["gen"], reg.get(model or "medlens/test-medgemma")
 
     def enc_for(settings, model):
-        return state["enc"], reg.get("medlens/test-medsiglip")
+        if model is None:  # the default encoder (google/medsiglip-448) is not downloaded
+            raise ModelNotAvailable("google/medsiglip-448 is not in the local cache.")
+        return state["enc"], reg.get(model)
 
     monkeypatch.setattr(loading, "load_generator_for", gen_for)
     monkeypatch.setattr(loading, "load_encoder_for", enc_for)
@@ -58,10 +61,13 @@ def test_human_output_streams_report_and_provenance(mocked: dict, cxr_pngs: list
 def test_json_output_follows_the_schema(mocked: dict, cxr_pngs: list[Path],
                                         cxr_dicom: Path) -> None:
     res = runner.invoke(app, ["interpret", str(cxr_dicom), str(cxr_pngs[0]), "--json",
-                              "--context", "fever", "--prior", str(cxr_pngs[1])])
+                              "--context", "fever", "--prior", str(cxr_pngs[1]),
+                              "--ask", "Any change?"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)  # nothing but JSON on stdout
     r = Interpretation.model_validate(data)
+    assert [(f.question, f.answer, f.images_encoded) for f in r.followups] == [
+        ("Any change?", "Yes.", 0)]
     assert r.status == "complete" and len(r.gate) == 3 and r.context_used[0] == "indication"
     assert "load_models" in r.provenance.timings
     assert r.test_model_label == TEST_MODEL_LABEL
@@ -119,10 +125,12 @@ def test_summarize_with_a_model(mocked: dict, tmp_path: Path) -> None:
 
 # --- end to end with the tiny test models (real loader, real transformers backends) ---
 def test_e2e_png_with_test_model(tiny_test_models: dict, cxr_pngs: list[Path]) -> None:
+    """The issue's command: only --model given; the test encoder is paired automatically."""
     res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--model",
-                              "medlens/test-medgemma", "--no-scores", "--max-new-tokens", "8"])
+                              "medlens/test-medgemma", "--max-new-tokens", "8"])
     assert res.exit_code == 0, res.output
     assert "Model: medlens/test-medgemma (revision local" in res.stdout
+    assert "Encoder: medlens/test-medsiglip" in res.stdout and "Finding scores" in res.stdout
     assert TEST_MODEL_LABEL in res.stdout and DISCLAIMER in res.stdout
 
 
@@ -143,3 +151,39 @@ def test_e2e_dicom_png_spanish_json(tiny_test_models: dict, cxr_pngs: list[Path]
     gen = r.provenance.generation  # the PNG may already sit in the backend's cache
     assert gen.images_encoded + gen.images_cached == 2 and gen.images_encoded >= 1
     assert r.test_model_label == TEST_MODEL_LABEL and r.disclaimer == DISCLAIMER
+
+
+def test_unknown_modality_is_one_line_error(cxr_pngs: list[Path]) -> None:
+    res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--modality", "xray"])
+    assert res.exit_code != 0 and res.stderr.startswith("error: Unknown modality 'xray'")
+
+
+def test_missing_weights_is_one_line_error(cxr_pngs: list[Path]) -> None:
+    res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--model",
+                              "google/medgemma-4b-it", "--no-scores"])
+    lines = res.stderr.splitlines()  # progress lines ("· read 1 image(s)") may precede
+    assert res.exit_code != 0 and lines[-1].startswith("error: ")
+    assert [ln for ln in lines if not ln.startswith("· ")] == [lines[-1]]
+    assert "Health AI Developer Foundations" in lines[-1] and "Traceback" not in res.output
+
+
+def test_missing_default_encoder_downgrades_to_no_scores(mocked: dict,
+                                                        cxr_pngs: list[Path]) -> None:
+    res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--json"])
+    assert res.exit_code == 0, res.output
+    r = Interpretation.model_validate(json.loads(res.stdout))
+    assert r.finding_scores == [] and any("No encoder" in w for w in r.warnings)
+    assert "no finding scores" in res.stderr
+
+
+def test_missing_explicit_encoder_is_an_error(mocked: dict, cxr_pngs: list[Path],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from medlens.tasks import loading
+
+    def unavailable(settings, model):
+        raise ModelNotAvailable(f"{model} is not in the local cache.")
+
+    monkeypatch.setattr(loading, "load_encoder_for", unavailable)
+    res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--encoder",
+                              "google/medsiglip-448"])
+    assert res.exit_code != 0 and res.stderr.splitlines()[-1].startswith("error: ")

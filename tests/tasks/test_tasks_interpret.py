@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from medlens.imaging.ingest import ingest
 from medlens.models.registry import PreprocessSpec
 from medlens.tasks.interpret import InterpretOptions, interpret, interpret_events
 from medlens.tasks.interpretation import Interpretation
-from medlens.tasks.study import Study, StudyContext
+from medlens.tasks.study import Study, StudyContext, StudyImage
 
 from .conftest import ABNORMAL_REPORT, FakeEncoder, MockGenerator
 
@@ -200,10 +201,13 @@ def test_closing_the_iterator_early_cancels(cxr_pngs: list[Path]) -> None:
 
 
 def test_no_encoder_means_no_scores_and_unchecked(cxr_pngs: list[Path]) -> None:
-    r = interpret(_study(cxr_pngs[:1]), OPTS, generator=MockGenerator([ABNORMAL_REPORT]))
+    events = []
+    r = interpret(_study(cxr_pngs[:1]), OPTS, generator=MockGenerator([ABNORMAL_REPORT]),
+                  on_event=events.append)
     assert r.finding_scores == [] and r.cross_check is not None
     assert not r.cross_check.checked and r.urgency.level == "urgent"
     assert any("No encoder" in w for w in r.warnings)
+    assert [e.text for e in events if e.kind == "warning"] == r.warnings
 
 
 def test_custom_prompt_is_recorded_by_hash(cxr_pngs: list[Path]) -> None:
@@ -230,6 +234,17 @@ def test_urgent_probe_hook(tmp_path: Path, cxr_pngs: list[Path]) -> None:
     r = interpret(_study(cxr_pngs[:1]), opts, generator=MockGenerator([normal]), encoder=enc)
     assert r.urgency.probe is not None and r.urgency.probe.fired
     assert r.urgency.level == "urgent" and r.urgency.reasons[0].rule_id == "P01"
+
+
+def test_broken_probe_file_is_a_warning(tmp_path: Path, cxr_pngs: list[Path]) -> None:
+    bad = tmp_path / "urgent.json"
+    bad.write_text("{not json")
+    opts = InterpretOptions(generator_preprocess=PreprocessSpec(64),
+                            encoder_preprocess=PreprocessSpec(48), urgent_probe=str(bad))
+    r = interpret(_study(cxr_pngs[:1]), opts, generator=MockGenerator([ABNORMAL_REPORT]),
+                  encoder=FakeEncoder())
+    assert r.status == "complete" and r.urgency.probe is None and r.urgency.level == "urgent"
+    assert any(w.startswith("Urgency probe not used") for w in r.warnings)
 
 
 def test_similar_cases_from_a_library(cxr_pngs: list[Path]) -> None:
@@ -264,3 +279,107 @@ def test_similar_cases_from_the_real_case_library(tmp_path: Path, cxr_pngs: list
     top = r.similar_cases[0]
     assert top.case_id == "case1" and top.score == pytest.approx(1.0, abs=1e-4)
     assert top.labels == ["Pleural Effusion"]
+
+
+def test_wrong_modality_answer_is_flagged(cxr_pngs: list[Path]) -> None:
+    gen = MockGenerator(["This image is not a chest X-ray; it shows a knee."])
+    r = interpret(_study(cxr_pngs[:1]), OPTS, generator=gen)
+    assert any("not a chest X-ray" in w for w in r.warnings)
+
+
+def test_every_field_with_the_tiny_test_models(tiny_test_models: dict, tmp_path: Path,
+                                               cxr_pngs: list[Path], cxr_dicom: Path) -> None:
+    """Real loader + transformers backends: every Interpretation field is produced."""
+    import numpy as np
+
+    from medlens.config import load_settings
+    from medlens.models.loader import load_encoder, load_generator
+    from medlens.models.registry import load_registry
+    from medlens.tasks.cases_csv import CaseInput
+    from medlens.tasks.library import CaseLibrary
+    from medlens.tasks.probes import Probe, save_probe
+
+    settings = load_settings(data_dir=tmp_path)
+    reg = load_registry(load_settings())
+    gen_rec, enc_rec = reg.get("medlens/test-medgemma"), reg.get("medlens/test-medsiglip")
+    gen, enc = load_generator(gen_rec, load_settings()), load_encoder(enc_rec, load_settings())
+    probe = Probe(name="urgent", label="urgent", version="1", encoder_id=enc.info.model_id,
+                  weights=np.zeros(enc.dim), bias=-5.0, calib_a=1.0, calib_b=0.0,
+                  threshold=0.5)
+    opts = InterpretOptions.from_records(
+        gen_rec, enc_rec, max_new_tokens=8, language="fr", back_translate=True,
+        urgent_probe=str(save_probe(probe, tmp_path / "probes")))
+    study = Study.from_ingested([ingest(cxr_dicom)], priors=[ingest(cxr_pngs[0])],
+                                context=StudyContext(indication="dyspnoea"))
+    events = []
+    with CaseLibrary.open(settings) as lib:
+        lib.add_cases(enc, enc_rec, [CaseInput(p, f"c{i}") for i, p in enumerate(cxr_pngs)])
+        r = interpret(study, opts, generator=gen, encoder=enc, library=lib,
+                      on_event=events.append)
+    assert r.status == "complete" and r.language == "fr"
+    assert r.report is not None and r.report.raw_text == r.report.raw_text.strip()
+    assert [len(b.scores) for b in r.finding_scores] == [14, 14]
+    assert r.cross_check is not None and r.cross_check.source_text == "back_translation"
+    assert r.language_check is not None and r.language_check.language == "fr"
+    assert r.urgency is not None and r.urgency.probe is not None
+    assert r.urgency.probe.probability == pytest.approx(1 / (1 + np.exp(5.0)))
+    assert not r.urgency.probe.fired
+    assert r.similar_cases is not None and len(r.similar_cases) == 3
+    assert [g.accepted for g in r.gate] == [True, True]
+    assert r.context_used == ["indication", "image 1 DICOM description"]
+    p = r.provenance
+    assert p.generator.model_id == "medlens/test-medgemma" and p.generator.is_test
+    assert p.generator.revision == "local" and p.generator.weights_hash
+    assert p.encoder.model_id == "medlens/test-medsiglip" and p.encoder.weights_hash
+    assert p.prompt.name.startswith("cxr-comparison") and p.prompt.version == "1.0"
+    assert p.generation.output_tokens <= 8 and p.generation.prompt_tokens > 100
+    assert p.generation.images_encoded + p.generation.images_cached == 2
+    assert len(p.inputs) == 2 and p.test_model
+    assert r.test_model_label == TEST_MODEL_LABEL and r.disclaimer == DISCLAIMER
+    assert Interpretation.from_json(r.to_json()) == r
+    assert any(e.kind == "token" for e in events) or r.report.raw_text == ""
+
+
+@pytest.mark.parametrize(("fmt", "thinking"), [("medgemma-1.5", False), ("medgemma-v1", True)])
+def test_prompt_formats_through_the_real_chat_template(tiny_test_models: dict, fmt: str,
+                                                       thinking: bool,
+                                                       cxr_pngs: list[Path]) -> None:
+    """The Gemma chat template accepts our message layouts (1.5: images first, no system;
+    27B-style thinking system prefix) for one and two images."""
+    from medlens.config import load_settings
+    from medlens.models.loader import load_generator
+    from medlens.models.registry import load_registry
+
+    rec = load_registry(load_settings()).get("medlens/test-medgemma")
+    gen = load_generator(rec, load_settings())
+    opts = InterpretOptions.from_records(rec, prompt_format=fmt, thinking=thinking,
+                                         max_new_tokens=3, scores=False)
+    r = interpret(_study(cxr_pngs[:1], priors=cxr_pngs[1:2]), opts, generator=gen)
+    assert r.status == "complete" and r.provenance.prompt.prompt_format == fmt
+    assert r.provenance.generation.images_encoded + r.provenance.generation.images_cached == 2
+
+
+def test_ct_volume_becomes_ordered_slices(dicom_dir: Path) -> None:
+    import numpy as np
+
+    ct = ingest(dicom_dir / "CT_small.dcm")
+    vol = np.stack([np.full((32, 32, 3), v, np.uint8) for v in (10, 120, 240)])
+    study = Study(images=(StudyImage(replace(ct, volume=vol)),), modality="ct")
+    gen = MockGenerator(["Findings: no acute abnormality."])
+    r = interpret(study, OPTS, generator=gen, encoder=FakeEncoder())
+    assert r.status == "complete" and r.gate[0].reason == "not gated"
+    parts = gen.calls[0][-1].images
+    assert [p.key.split(":")[1] for p in parts] == ["s0", "s1", "s2"]
+    assert [p.image.getpixel((32, 32))[0] for p in parts] == [10, 120, 240]
+    assert r.provenance.prompt.name.startswith("ct") and r.finding_scores == []
+    assert r.urgency is None and not r.cross_check.checked
+
+
+def test_dermatology_uses_its_prompt_and_label_set(cxr_pngs: list[Path]) -> None:
+    gen = MockGenerator(["Findings: pigmented macule.\nImpression: naevus."])
+    study = Study.from_ingested([ingest(cxr_pngs[0])], modality="dermatology")
+    r = interpret(study, OPTS, generator=gen, encoder=FakeEncoder())
+    assert r.provenance.prompt.name == "dermatology"
+    assert gen.calls[0][0].content[0].text == "You are an expert dermatologist."
+    assert r.finding_scores and r.finding_scores[0].label_set == "dermatology"
+    assert r.urgency is None and r.report.impression == "naevus."

@@ -52,3 +52,17 @@ def test_read_record_fhir_and_notes(shared_data: Path, tmp_path: Path) -> None:
         read_record(tmp_path / "missing.txt")
     with pytest.raises(DataError):
         summarize_text(MockGenerator(), "   ")
+
+
+def test_hierarchical_summary_with_the_tiny_test_model(tiny_test_models: dict,
+                                                       shared_data: Path) -> None:
+    """Real tokenizer and backend: a long record is chunked by the model's own token count."""
+    from medlens.config import load_settings
+    from medlens.models.loader import load_generator
+
+    gen = load_generator("medlens/test-medgemma", load_settings())
+    _, record = read_record(next((shared_data / "fhir").glob("Michele_Wolf*.json")))
+    r = summarize_text(gen, record, chunk_tokens=400, max_new_tokens=4,
+                       prompt_format="medgemma-v1")
+    assert r.input_tokens > 400 and r.chunks_per_level[0] >= 2
+    assert r.calls == sum(r.chunks_per_level) and isinstance(r.summary, str)

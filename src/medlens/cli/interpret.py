@@ -15,12 +15,16 @@ import typer
 
 from medlens.cli.common import fail, print_json, settings_from
 from medlens.disclaimer import DISCLAIMER, TEST_MODEL_LABEL
-from medlens.errors import MedLensError
+from medlens.errors import BackendUnavailable, MedLensError, ModelNotAvailable
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from medlens.tasks.interpretation import Interpretation
+
+
+TEST_ENCODER = "medlens/test-medsiglip"
+MODALITIES = ("cxr", "dermatology", "pathology", "fundus", "ct")
 
 
 def register(app: typer.Typer) -> None:
@@ -58,6 +62,9 @@ def interpret_cmd(
         "--no-scores", help="Skip the encoder (no finding scores or cross-check).")] = False,
     max_new_tokens: Annotated[int | None, typer.Option(help="Report length cap (tokens).")
                               ] = None,
+    modality: Annotated[str, typer.Option(
+        help="cxr (default: gate, scores, cross-check, urgency), dermatology, pathology, "
+        "fundus or ct (report prompt + scores where a label set exists).")] = "cxr",
     similar: Annotated[int, typer.Option(
         help="Similar cases to show from the case library, when one exists (0: none).")] = 5,
 ) -> None:
@@ -65,7 +72,7 @@ def interpret_cmd(
     try:
         _run(images, prior or [], lateral or [], prompt, model, encoder, language,
              back_translate, context, ehr, ask or [], json_out, no_scores, max_new_tokens,
-             similar)
+             similar, modality)
     except MedLensError as err:
         fail(err)
 
@@ -74,19 +81,24 @@ def _run(images: list[Path], priors: list[Path], laterals: list[Path], prompt: s
          model: str | None, encoder_id: str | None, language: str | None,
          back_translate: bool, context: str | None, ehr: Path | None, ask: list[str],
          json_out: bool, no_scores: bool, max_new_tokens: int | None,
-         similar: int = 0) -> None:
+         similar: int = 0, modality: str = "cxr") -> None:
     from rich.console import Console
 
+    from medlens.errors import ConfigError
     from medlens.imaging.ingest import ingest
     from medlens.tasks.interpret import InterpretOptions, interpret_events
     from medlens.tasks.language import normalise_language
     from medlens.tasks.loading import load_encoder_for, load_generator_for, resolve_record
     from medlens.tasks.study import Study
 
+    if modality not in MODALITIES:
+        raise ConfigError(f"Unknown modality {modality!r}; use one of {', '.join(MODALITIES)}.")
     settings = settings_from(max_new_tokens=max_new_tokens)
     lang = normalise_language(language or settings.language)
     # Fail fast on a bad model id, before reading images or loading anything.
-    resolve_record(settings, model, "generator")
+    gen_record = resolve_record(settings, model, "generator")
+    if encoder_id is None and gen_record.is_test:
+        encoder_id = TEST_ENCODER  # a test generator pairs with the test encoder
     if not no_scores:
         resolve_record(settings, encoder_id, "encoder")
     err = Console(stderr=True, highlight=False)
@@ -107,13 +119,19 @@ def _run(images: list[Path], priors: list[Path], laterals: list[Path], prompt: s
     generator, gen_rec = load_generator_for(settings, model)
     enc, enc_rec = (None, None)
     if not no_scores:
-        enc, enc_rec = load_encoder_for(settings, encoder_id)
+        try:
+            enc, enc_rec = load_encoder_for(settings, encoder_id)
+        except (ModelNotAvailable, BackendUnavailable) as exc:
+            if encoder_id is not None:
+                raise  # asked for explicitly: an error, not a silent downgrade
+            # The default encoder is optional: report without scores, and say so.
+            err.print(f"[yellow]warning:[/yellow] no finding scores: {exc}", markup=True)
     load_s = time.perf_counter() - t0
     status(f"models ready in {load_s:.1f}s: {gen_rec.id}" + (f", {enc_rec.id}" if enc_rec else ""))
 
     study_ctx = _context(context, ehr, generator, gen_rec)
     study = Study.from_ingested(current, priors=prior_imgs, laterals=lateral_imgs,
-                                context=study_ctx)
+                                context=study_ctx, modality=modality)
     options = InterpretOptions.from_records(
         gen_rec, enc_rec, settings, language=lang, back_translate=back_translate,
         prompt=prompt, scores=not no_scores, similar_k=max(similar, 1))
@@ -147,11 +165,12 @@ def _run(images: list[Path], priors: list[Path], laterals: list[Path], prompt: s
         conv = Conversation.start(study, result, options)
         for q in ask:
             turns.append(conv.ask(generator, q))
+    if turns:
+        from medlens.tasks.interpretation import FollowUp
+
+        result.followups = [FollowUp(**t.__dict__) for t in turns]
     if json_out:
-        data = result.model_dump(mode="json")
-        if turns:
-            data["followups"] = [t.__dict__ for t in turns]
-        print_json(data)
+        print_json(result.model_dump(mode="json"))
     else:
         _print_summary(out, result, turns)
     if result.status != "complete":

@@ -85,8 +85,10 @@ def search_cmd(
         return
     typer.echo(f"{'rank':>4}  {'similarity':>10}  {'file':<28} {'case':<32} labels")
     for r in results:
-        pos = [k_ for k_, v in r.labels.items() if v == 1] or [
-            str(r.labels.get("finding") or r.labels.get("finding_labels") or "-")]
+        pos = r.positive_labels
+        if "finding" in r.attributes and r.attributes["finding"] not in pos:
+            pos = [r.attributes["finding"], *pos]
+        pos = pos or ["-"]
         typer.echo(f"{r.rank:>4}  {r.similarity:>10.4f}  {r.filename:<28} {r.case_id:<32} "
                    f"{', '.join(pos)}")
 

@@ -49,6 +49,9 @@ def worker(
     exit_when_idle: bool = typer.Option(
         False, "--exit-when-idle", help="Stop once no job is queued or running."
     ),
+    stop_timeout: float = typer.Option(
+        30.0, "--stop-timeout", min=0.0, help="On SIGTERM, seconds running jobs may finish."
+    ),
     poll_interval: float = typer.Option(0.5, "--poll-interval", min=0.01, hidden=True),
 ) -> None:
     """Run queued jobs (interpretations, follow-ups) until stopped (Ctrl-C / SIGTERM)."""
@@ -93,7 +96,7 @@ def worker(
                 if counts["queued"] == 0 and counts["running"] == 0 and not runner.in_flight:
                     break
     finally:
-        runner.stop(timeout=lease_seconds)
+        runner.stop(timeout=stop_timeout)
         store.close()
     typer.echo(f"worker {runner.worker_id}: stopped after {runner.completed} job(s)")
 

@@ -30,7 +30,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from medlens.errors import DeidentificationBlocked, InvalidImage
+from medlens.errors import DeidentificationBlocked, InvalidImage, UnsupportedImageType
 
 DatePolicy = Literal["remove", "shift"]
 BurnedInPolicy = Literal["warn", "block"]
@@ -306,8 +306,11 @@ def deidentify_bytes(
 ) -> tuple[bytes, DeidResult]:
     """De-identify DICOM bytes; returns the new file's bytes and what was done."""
     from medlens.imaging.dicom_decode import read_dataset
+    from medlens.imaging.formats import sniff
 
-    ds = read_dataset(data, name or "input", force=data[128:132] != b"DICM")
+    if sniff(data, name) != "dicom":
+        raise UnsupportedImageType(f"{name or 'input'}: not DICOM; nothing to de-identify.")
+    ds = read_dataset(data, name or "input")
     result = deidentify(ds, policy)
     return dataset_bytes(ds), result
 

@@ -33,10 +33,16 @@ _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float, Double Float
 _UNDEFINED = 0xFFFFFFFF
 
 
-def read_dataset(data: bytes, label: str, *, force: bool = False) -> Any:
-    """Parse DICOM bytes into a pydicom Dataset, refusing hostile structure."""
+def read_dataset(data: bytes, label: str, *, force: bool | None = None) -> Any:
+    """Parse DICOM bytes into a pydicom Dataset, refusing hostile structure.
+
+    `force` defaults to "only when there is no 128-byte preamble + DICM" (a raw data set,
+    which `formats.sniff` has already checked really parses as DICOM)."""
     import pydicom
     from pydicom.errors import InvalidDicomError
+
+    if force is None:
+        force = data[128:132] != b"DICM"
 
     try:
         with warnings.catch_warnings():
@@ -149,6 +155,7 @@ def validate_pixel_module(ds: Any, label: str, max_pixels: int) -> None:
         raise ImageTooLarge(
             f"{label}: {frames} frames of {cols}x{rows} exceed the pixel limit; refused."
         )
+    check_codestream(ds, label, max_pixels)
     ts = transfer_syntax(ds)
     if ts is not None and not ts.is_compressed and 0x7FE00010 in ds:
         from pydicom.pixels.utils import get_expected_length
@@ -160,6 +167,75 @@ def validate_pixel_module(ds: Any, label: str, max_pixels: int) -> None:
                 f"{label}: truncated pixel data ({expected - have:,} of {expected:,} bytes "
                 "missing); the file was cut short - send the complete file."
             )
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
+
+
+def check_codestream(ds: Any, label: str, max_pixels: int) -> None:
+    """Compare the size a JPEG/JPEG 2000 frame declares with Rows × Columns *before*
+    decoding: the codec allocates what its own header says (a 200-byte JPEG 2000 stream
+    can declare 60000×60000), and pydicom only notices the mismatch afterwards."""
+    ts = transfer_syntax(ds)
+    if ts is None or not ts.is_encapsulated or 0x7FE00010 not in ds:
+        return
+    head = _first_fragment(ds.PixelData or b"")
+    dims = _j2k_size(head) or _jpeg_size(head)
+    if dims is None:
+        return
+    width, height = dims
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{label}: the compressed frame declares {width}x{height} pixels, over the limit "
+            f"of {max_pixels:,}; refused before decoding."
+        )
+    if (height, width) != (int(ds.Rows), int(ds.Columns)):
+        raise InvalidImage(
+            f"{label}: the compressed frame is {width}x{height} but Rows/Columns say "
+            f"{int(ds.Columns)}x{int(ds.Rows)}; the file is inconsistent."
+        )
+
+
+def _first_fragment(data: bytes, limit: int = 65_536) -> bytes:
+    # Encapsulated: item (FFFE,E000) = Basic Offset Table, then the first fragment item.
+    item = b"\xfe\xff\x00\xe0"
+    if len(data) < 8 or data[:4] != item:
+        return b""
+    pos = 8 + int.from_bytes(data[4:8], "little")
+    if len(data) < pos + 8 or data[pos : pos + 4] != item:
+        return b""
+    length = int.from_bytes(data[pos + 4 : pos + 8], "little")
+    return data[pos + 8 : pos + 8 + min(length, limit)]
+
+
+def _j2k_size(head: bytes) -> tuple[int, int] | None:
+    i = head.find(b"\xff\x4f\xff\x51", 0, 256)
+    if i < 0 or len(head) < i + 24:
+        return None
+    x, y, xo, yo = (int.from_bytes(head[i + 8 + 4 * k : i + 12 + 4 * k], "big") for k in range(4))
+    return max(0, x - xo), max(0, y - yo)
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    while pos + 4 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = int.from_bytes(head[pos + 2 : pos + 4], "big")
+        if marker in _SOF and pos + 9 <= len(head):
+            height = int.from_bytes(head[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(head[pos + 7 : pos + 9], "big")
+            return width, height
+        if marker == 0xDA or length < 2:  # start of scan without a frame header
+            return None
+        pos += 2 + length
+    return None
 
 
 def transfer_syntax(ds: Any) -> Any:
@@ -217,6 +293,13 @@ def to_display(arr: np.ndarray, ds: Any) -> np.ndarray:
     """Stored values of one frame → display-ready uint8 ("L": 2-D, RGB: H×W×3)."""
     if arr.ndim == 3:
         return _colour_to_uint8(arr, ds)
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+
+        rgb = np.asarray(apply_color_lut(arr, ds))
+        if rgb.dtype != np.uint8:  # 16-bit LUT entries span 0..65535
+            rgb = np.clip(np.rint(rgb / 257.0), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(rgb)
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     with warnings.catch_warnings():

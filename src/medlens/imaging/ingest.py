@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +63,26 @@ def ingest(
 
 
 def _default_max_pixels() -> int:
+    # Settings are cheap to read but not free (~2 ms); cache per env + config file state.
+    import os
+
+    from medlens.config import config_file_path
+
+    path = config_file_path()
+    try:
+        stamp = path.stat().st_mtime_ns if path is not None else 0
+    except OSError:
+        stamp = 0
+    return _cached_max_pixels(os.environ.get("MEDLENS_MAX_IMAGE_PIXELS"), str(path), stamp)
+
+
+@lru_cache(maxsize=8)
+def _cached_max_pixels(env: str | None, path: str, stamp: int) -> int:
     from medlens.config import load_settings
 
     try:
         return int(load_settings().max_image_pixels)
-    except Exception:
+    except Exception:  # a broken config must not disable the cap
         return 50_000_000
 
 
@@ -130,7 +146,7 @@ def _ingest_dicom(data: bytes, label: str, name: str | None, cap: int, deid: Any
     from medlens.imaging import dicom_decode as dd
     from medlens.imaging.dicom_volume import VOLUME_MODALITIES, volume_from_multiframe
 
-    ds = dd.read_dataset(data, label, force=data[128:132] != b"DICM")
+    ds = dd.read_dataset(data, label)
     warnings: list[str] = []
     summary: dict[str, int] = {}
     identity_removed = None
@@ -253,7 +269,7 @@ def ingest_series(
         except InvalidImage as exc:
             warnings.append(f"{item}: skipped ({exc})")
             continue
-        ds = dd.read_dataset(data, item, force=data[128:132] != b"DICM")
+        ds = dd.read_dataset(data, item)
         if not dd.has_pixels(ds):
             warnings.append(f"{item}: no pixel data, skipped")
             continue
@@ -308,7 +324,7 @@ def probe(source: Source, *, name: str | None = None) -> ImageMetadata:
                 return ImageMetadata(rows=img.height, columns=img.width)
         from medlens.imaging import dicom_decode as dd
 
-        ds = dd.read_dataset(data, label, force=data[128:132] != b"DICM")
+        ds = dd.read_dataset(data, label)
         return dicom_metadata(
             ds,
             transfer_syntax=dd.transfer_syntax(ds),

@@ -43,7 +43,7 @@ def event_for_job(job: Job) -> JobEvent | None:
 class EventBus:
     """Thread-safe; histories are capped per job and in number of jobs kept."""
 
-    def __init__(self, *, max_events_per_job: int = 5000, max_jobs: int = 256) -> None:
+    def __init__(self, *, max_events_per_job: int = 4000, max_jobs: int = 64) -> None:
         self._lock = threading.Lock()
         self._subs: dict[str, list[Subscriber]] = {}
         self._history: OrderedDict[str, list[JobEvent]] = OrderedDict()

@@ -127,7 +127,7 @@ def _library(settings: Settings) -> Any:
     try:
         from medlens.tasks.library import CaseLibrary
 
-        lib = CaseLibrary.open(settings)
+        lib = CaseLibrary.open(settings, encoder_id=model_ids(settings)[1])
     except Exception:
         return None
     try:

@@ -59,7 +59,9 @@ def local_snapshot(repo_id: str, revision: str = "main") -> Path | None:
     try:
         from huggingface_hub import snapshot_download
 
-        path = snapshot_download(repo_id, revision=revision, local_files_only=True)
+        # HF_HUB_CACHE read per call (huggingface_hub reads it once at import).
+        path = snapshot_download(repo_id, revision=revision, local_files_only=True,
+                                 cache_dir=os.environ.get("HF_HUB_CACHE") or None)
     except Exception:  # LocalEntryNotFoundError, offline errors, bad cache: all "not here"
         return None
     root = Path(path)

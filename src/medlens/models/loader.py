@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from medlens.errors import MedLensError, ModelNotAvailable, SourceNotImplemented
 from medlens.models import backends
 from medlens.models.hub import checkpoint_path, missing_message, weights_hash
+from medlens.models.local_info import is_test_model_dir
 from medlens.models.registry import ModelKind, ModelRecord, load_registry
 
 _CACHE: dict[tuple[str, str, str, str, str], Any] = {}
@@ -125,6 +127,10 @@ def _load(model: str | ModelRecord, settings: Any, kind: ModelKind, device: str 
         if key in _CACHE:
             return _CACHE[key]
         path = _local_weights(record, settings, build_test_models)
+        if not record.is_test and path.is_dir() and is_test_model_dir(path):
+            # Weights built by make-test are labelled as a test model whatever id they
+            # were reached by: their output must never pass for a medical model's.
+            record = replace(record, is_test=True)
         whash = weights_hash(path, Path(settings.data_dir).expanduser())
         loaded = factory(record, path, device=dev, dtype=dt, weights_hash=whash)
         _CACHE[key] = loaded

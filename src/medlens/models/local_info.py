@@ -51,5 +51,7 @@ def guess_record_fields(source: Source, kind: str) -> dict[str, Any]:
             fields["preprocess"] = PreprocessSpec(size=int(size))
     else:
         fields["modalities"] = ("text",)
-        fields["prompt_format"] = "medgemma-text"
+        # A base (not instruction-tuned) Gemma test model has no medical prompt format.
+        base = marker.get("name") == "gemma3-270m"
+        fields["prompt_format"] = "gemma-text" if base else "medgemma-text"
     return fields

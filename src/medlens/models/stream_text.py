@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 class StopStringBuffer:
@@ -42,7 +42,7 @@ class StopStringBuffer:
         """What is left once generation ended without a stop string."""
         if self.stopped:
             return ""
-        piece = self._text[self._emitted :].rstrip("\ufffd")
+        piece = self._text[self._emitted :]
         self._emitted = len(self._text)
         return piece
 
@@ -61,3 +61,37 @@ class StopStringBuffer:
                     hold = max(hold, len(text) - len(stripped) + n)
                     break
         return hold
+
+
+class IncrementalDetokenizer:
+    """Stable text for a growing list of token ids (the vLLM / TGI offsets scheme).
+
+    Text is extended only once the new tokens decode to complete characters, decoding
+    them together with the previous chunk so tokenizer context (leading spaces, byte
+    fallback groups) matches a one-shot decode of the whole output.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self._decode = decode
+        self.ids: list[int] = []
+        self._prefix = 0
+        self._read = 0
+        self.text = ""
+
+    def add(self, token: int) -> str:
+        self.ids.append(token)
+        self._advance(final=False)
+        return self.text
+
+    def finish(self) -> str:
+        self._advance(final=True)
+        return self.text
+
+    def _advance(self, *, final: bool) -> None:
+        if self._read == len(self.ids):
+            return
+        prefix_text = self._decode(self.ids[self._prefix : self._read])
+        new_text = self._decode(self.ids[self._prefix :])
+        if final or (len(new_text) > len(prefix_text) and not new_text.endswith("\ufffd")):
+            self.text += new_text[len(prefix_text) :]
+            self._prefix, self._read = self._read, len(self.ids)

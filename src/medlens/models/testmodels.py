@@ -23,13 +23,18 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from medlens.models.chat_template import GEMMA3_CHAT_TEMPLATE
 from medlens.models.local_info import TEST_MODEL_MARKER, read_json
+from medlens.models.testmodel_tokenizers import (
+    add_gemma_controls,
+    gemma_small_tokenizer,
+    siglip_tokenizer,
+)
 
 # Bump when what make_test_models writes changes: caches keyed by it are rebuilt.
 TEST_MODELS_VERSION = "4"
@@ -46,18 +51,6 @@ DESCRIPTIONS = {
     "gemma3-270m": "Google's Gemma 3 270M base text model (not a medical model; test use).",
     "medsiglip-tiny": "Tiny random-weight SiglipModel (MedLens test model).",
 }
-
-# English-ish text the tiny tokenizers are trained on (no medical meaning intended).
-_CORPUS = (
-    "The chest radiograph shows clear lungs without focal consolidation. "
-    "There is no pleural effusion or pneumothorax. The heart size is normal. "
-    "Findings: mild cardiomegaly with small bilateral effusions and basal atelectasis. "
-    "Impression: no acute cardiopulmonary process. Compared with the prior study, "
-    "the opacity in the right lower lobe has improved. Support devices are unchanged. "
-    "A chest X-ray with pneumonia. A chest X-ray with a fracture. A normal chest X-ray. "
-    "The patient is a fifty year old with cough and fever for three days. "
-)
-
 
 def _marker(name: str) -> dict[str, Any]:
     return {
@@ -91,88 +84,6 @@ def _tmpdir(final: Path) -> Path:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     return tmp
-
-
-# --- tokenizers ----------------------------------------------------------------
-def _gemma_small_tokenizer() -> Any:
-    """A ~1k-token BPE GemmaTokenizer holding Gemma's special tokens at Gemma's names."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-    from transformers import GemmaTokenizer
-
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
-    controls = ["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
-                "<image_soft_token>"]
-    trainer_tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    trainer_tok.normalizer = normalizers.Replace(" ", "▁")
-    trainer_tok.pre_tokenizer = pre_tokenizers.Split(pattern="▁", behavior="merged_with_next")
-    trainer = trainers.BpeTrainer(vocab_size=800, special_tokens=[], show_progress=False)
-    trainer_tok.train_from_iterator([_CORPUS] * 4, trainer=trainer)
-    trained = json.loads(trainer_tok.to_str())["model"]
-    vocab: dict[str, int] = {}
-    for tok in specials:
-        vocab[tok] = len(vocab)
-    for i in range(256):
-        vocab[f"<0x{i:02X}>"] = len(vocab)
-    # The thinking markers are ordinary vocabulary entries in Gemma's tokenizer.
-    for tok in ("<unused94>", "<unused95>"):
-        vocab[tok] = len(vocab)
-    for tok in sorted(trained["vocab"], key=trained["vocab"].get):
-        if tok not in vocab:
-            vocab[tok] = len(vocab)
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
-    for tok in controls:
-        vocab[tok] = len(vocab)
-    tok = GemmaTokenizer(vocab=vocab, merges=merges)
-    _add_gemma_controls(tok)
-    return tok
-
-
-def _add_gemma_controls(tok: Any) -> None:
-    """Register Gemma 3's control tokens (ids taken from the vocab when present)."""
-    from tokenizers import AddedToken
-
-    controls = ["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
-                "<image_soft_token>"]
-    tok.add_special_tokens(
-        {"additional_special_tokens": [AddedToken(t, special=True, normalized=False)
-                                       for t in controls]}
-    )
-    # Named model-specific tokens (saved in tokenizer_config.json, as in Gemma 3's):
-    # Gemma3Processor reads tok.boi_token / eoi_token / image_token.
-    tok._set_model_specific_special_tokens(
-        {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-         "image_token": "<image_soft_token>"}
-    )
-    tok.chat_template = GEMMA3_CHAT_TEMPLATE
-    tok.padding_side = "left"
-
-
-def _siglip_tokenizer(work: Path) -> Any:
-    import io
-
-    import sentencepiece as spm
-    from transformers import SiglipTokenizer
-
-    model = io.BytesIO()
-    sentences: Iterable[str] = [s.strip() + "." for s in _CORPUS.split(".") if s.strip()]
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(list(sentences) * 8),
-        model_writer=model,
-        vocab_size=200,
-        model_type="unigram",
-        character_coverage=1.0,
-        pad_id=-1,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        eos_piece="</s>",
-        unk_piece="<unk>",
-        hard_vocab_limit=False,
-        minloglevel=2,
-    )
-    sp_path = work / "spiece.model"
-    sp_path.write_bytes(model.getvalue())
-    return SiglipTokenizer(vocab_file=str(sp_path), model_max_length=64)
 
 
 # --- builders ------------------------------------------------------------------
@@ -234,7 +145,7 @@ def build_medgemma_tiny(out: Path) -> Path:
 
     torch.manual_seed(SEED)
     tmp = _tmpdir(out)
-    tok = _gemma_small_tokenizer()
+    tok = gemma_small_tokenizer()
     tokens_per_image = 4  # 2x2: root 2 divides 64/16 = 4 patches per side
     text = Gemma3TextConfig(
         vocab_size=len(tok),
@@ -276,7 +187,7 @@ def build_medsiglip_tiny(out: Path) -> Path:
 
     torch.manual_seed(SEED)
     tmp = _tmpdir(out)
-    tok = _siglip_tokenizer(tmp)
+    tok = siglip_tokenizer(tmp)
     text = SiglipTextConfig(
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=2, max_position_embeddings=64, projection_size=32,
@@ -338,7 +249,7 @@ def build_realtext(out_dir: Path) -> dict[str, Path]:
     text_model.hf_quantizer = None
     if hasattr(text_model.config, "quantization_config"):
         del text_model.config.quantization_config
-    _add_gemma_controls(tok)
+    add_gemma_controls(tok)
     assert tok.convert_tokens_to_ids("<image_soft_token>") == 262144, "unexpected tokenizer"
 
     plain_out = out_dir / "gemma3-270m"

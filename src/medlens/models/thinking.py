@@ -13,23 +13,29 @@ THINK_END = "<unused95>"
 def strip_thinking(text: str) -> str:
     """The answer part of a (possibly) thinking output.
 
-    An unterminated thought (generation cut off mid-thought) yields "" rather than
-    leaking the thought as if it were the answer.
+    Whitespace right after a thought, and whitespace-only text before one, is dropped.
+    An unterminated thought (generation cut off mid-thought) yields only what came
+    before it, never the thought itself.
     """
     out: list[str] = []
     rest = text
+    after_end = False
     while True:
         start = rest.find(THINK_START)
+        seg = rest if start < 0 else rest[:start]
+        if after_end:
+            seg = seg.lstrip()
+        out.append(seg)
         if start < 0:
-            out.append(rest)
             break
-        out.append(rest[:start])
+        if not "".join(out).strip():
+            out = []
         end = rest.find(THINK_END, start + len(THINK_START))
         if end < 0:
             break
         rest = rest[end + len(THINK_END) :]
-    answer = "".join(out)
-    return answer.lstrip() if THINK_END in text or THINK_START in text else answer
+        after_end = True
+    return "".join(out)
 
 
 def split_thinking(text: str) -> tuple[str, str]:
@@ -46,13 +52,31 @@ class ThinkingFilter:
     """Streaming version of strip_thinking: feed pieces, get only answer text back.
 
     Holds back a tail that could be the start of a marker so markers split across
-    pieces are still recognised.
+    pieces are still recognised; `thought` collects the hidden text.
     """
 
     def __init__(self) -> None:
         self._buf = ""
         self._in_thought = False
+        self._after_end = False
+        self._pending = ""  # leading whitespace, dropped if a thought follows
+        self._emitted = False
         self.thought = ""
+
+    def _emit(self, text: str) -> str:
+        if self._after_end:
+            text = text.lstrip()
+            if text:
+                self._after_end = False
+        if self._emitted:
+            return text
+        combined = self._pending + text
+        if not combined.strip():
+            self._pending = combined
+            return ""
+        self._pending = ""
+        self._emitted = True
+        return combined
 
     def feed(self, piece: str) -> str:
         self._buf += piece
@@ -63,22 +87,21 @@ class ThinkingFilter:
             if idx >= 0:
                 if self._in_thought:
                     self.thought += self._buf[:idx]
+                    self._after_end = True
                 else:
-                    out.append(self._buf[:idx])
+                    out.append(self._emit(self._buf[:idx]))
+                    if not self._emitted:
+                        self._pending = ""
                 self._buf = self._buf[idx + len(marker) :]
                 self._in_thought = not self._in_thought
-                if not self._in_thought:
-                    self._buf = self._buf.lstrip()
                 continue
             keep = _partial_suffix(self._buf, marker)
-            ready, self._buf = (
-                self._buf[: len(self._buf) - keep],
-                self._buf[len(self._buf) - keep :],
-            )
+            cut = len(self._buf) - keep
+            ready, self._buf = self._buf[:cut], self._buf[cut:]
             if self._in_thought:
                 self.thought += ready
             else:
-                out.append(ready)
+                out.append(self._emit(ready))
             return "".join(out)
 
     def flush(self) -> str:
@@ -86,7 +109,10 @@ class ThinkingFilter:
         if self._in_thought:
             self.thought += rest
             return ""
-        return rest
+        text = self._emit(rest)
+        if not self._emitted:
+            text, self._pending = self._pending, ""
+        return text
 
 
 def _partial_suffix(text: str, marker: str) -> int:

@@ -67,9 +67,12 @@ def create_app(
         app.state.medlens = state
         app.state.settings = settings
         app.state.sessions = state.sessions
-        requeued = state.store.requeue_interrupted()
-        if requeued:
-            log.warning("requeued %d interrupted job(s)", requeued)
+        # Embedded (SQLite, one server process): whatever is 'running' was left by a dead
+        # process. A shared PostgreSQL may have live workers elsewhere: leases expire instead.
+        if str(state.store.url).startswith("sqlite"):
+            requeued = state.store.requeue_interrupted()
+            if requeued:
+                log.warning("requeued %d interrupted job(s)", requeued)
         if run_jobs:
             _start_runner(state)
         try:

@@ -9,15 +9,36 @@ Mixed into `SqlStore`, which supplies transactions and value conversion.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from medlens.store import rows as R
 from medlens.store.base import Job, JobStatus
 
 
 class JobsSql:
+    _skip_locked = ""
+
+    if TYPE_CHECKING:  # supplied by SqlStore and the dialects
+
+        def _write(self) -> contextlib.AbstractContextManager[Any]: ...
+        def _read(self) -> contextlib.AbstractContextManager[Any]: ...
+        def _now(self, c: Any) -> datetime: ...
+        def _ts(self, dt: datetime) -> Any: ...
+        def _json_in(self, obj: Any) -> Any: ...
+        def _job(self, row: Sequence[Any]) -> Job: ...
+        def _claim_candidate(
+            self, c: Any, now: datetime, kinds: Sequence[str] | None
+        ) -> str | None: ...
+        def _save_interpretation(
+            self, c: Any, study_id: str, job_id: str | None, data: Any
+        ) -> None: ...
+        def _add_message(
+            self, c: Any, study_id: str, role: str, content: str, job_id: str | None
+        ) -> Any: ...
+
     def _get_job(self, c: Any, job_id: str) -> Job | None:
         row = c.execute(f"SELECT {R.JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return self._job(row) if row else None
@@ -57,6 +78,13 @@ class JobsSql:
         lease_seconds: float = 300.0,
         kinds: Sequence[str] | None = None,
     ) -> Job | None:
+        # Idle workers poll often: a read first keeps them off the write lock.
+        with self._read() as c:
+            busy = c.execute(
+                "SELECT 1 FROM jobs WHERE status IN ('queued', 'running') LIMIT 1"
+            ).fetchone()
+        if busy is None:
+            return None
         with self._write() as c:
             now = self._now(c)
             # Jobs whose worker died on their last allowed attempt end here, with a reason.
@@ -187,7 +215,8 @@ class JobsSql:
         limit: int = 100,
         study_id: str | None = None,
     ) -> list[Job]:
-        conds, params = [], []
+        conds: list[str] = []
+        params: list[Any] = []
         if status is not None:
             conds.append("status = ?")
             params.append(status)

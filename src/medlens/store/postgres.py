@@ -126,7 +126,13 @@ class PostgresStore(SqlStore):
         with self.pg_connection() as conn, conn.transaction():
             yield _Conn(conn)
 
-    _read = _write  # READ COMMITTED transactions serve reads too
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[_Conn]:
+        # One snapshot for the several SELECTs of a read (a study and its images);
+        # read-only REPEATABLE READ never fails with serialisation errors.
+        with self.pg_connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield _Conn(conn)
 
     def migrate(self, extra: Sequence[tuple[str, PgStep]] = ()) -> list[str]:
         with self.pg_connection() as conn:
@@ -183,7 +189,8 @@ class PostgresStore(SqlStore):
         )
 
     def _claim_candidate(self, c: Any, now: datetime, kinds: Sequence[str] | None) -> str | None:
-        kind_sql, params = "", [now]
+        kind_sql = ""
+        params: list[Any] = [now]
         if kinds is not None:
             if not kinds:
                 return None

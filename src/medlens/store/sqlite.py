@@ -206,7 +206,8 @@ class SqliteStore(SqlStore):
 
     def _claim_candidate(self, c: Any, now: datetime, kinds: Sequence[str] | None) -> str | None:
         # Under BEGIN IMMEDIATE no other writer runs, so select-then-update is atomic.
-        kind_sql, params = "", [self._ts(now)]
+        kind_sql = ""
+        params: list[Any] = [self._ts(now)]
         if kinds is not None:
             if not kinds:
                 return None

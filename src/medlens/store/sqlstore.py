@@ -34,9 +34,14 @@ class SqlStore(JobsSql):
 
     url: str
     blobs: BlobStore | None
-    _skip_locked = ""  # PostgreSQL: " FOR UPDATE SKIP LOCKED"
 
     # --- dialect hooks (overridden) ------------------------------------------
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def migrate(self) -> list[str]:
+        raise NotImplementedError
+
     def _write(self) -> contextlib.AbstractContextManager[Any]:
         raise NotImplementedError
 

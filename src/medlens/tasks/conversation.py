@@ -55,13 +55,13 @@ class Conversation:
     def start(cls, study: Study, interpretation: Interpretation,
               options: InterpretOptions) -> Conversation:
         """Rebuild the interpretation's first request (same images, same keys)."""
-        from medlens.tasks.interpret import (
+        from medlens.tasks.language import language_instruction
+        from medlens.tasks.model_inputs import (
             choose_prompt,
             generator_parts,
             image_list_line,
             untrusted_fields,
         )
-        from medlens.tasks.language import language_instruction
         from medlens.tasks.prompting import build_messages
 
         if interpretation.report is None:
@@ -76,7 +76,8 @@ class Conversation:
         messages = build_messages(
             choose_prompt(study, accepted, options), prompt_format=options.prompt_format,
             images=parts,
-            extra_lines=[image_list_line(accepted), language_instruction(options.language)],
+            extra_lines=[image_list_line(accepted, study.modality),
+                         language_instruction(options.language)],
             data=untrusted_fields(study, accepted), thinking=options.thinking,
             instruction=options.prompt,
         )
@@ -112,6 +113,10 @@ class Conversation:
             raise MedLensError("Empty follow-up question.")
         if len(question) > MAX_QUESTION_CHARS:
             raise MedLensError(f"Question too long (over {MAX_QUESTION_CHARS} characters).")
+        from medlens.tasks.prompting import sanitize_untrusted
+
+        # Typed by a person, but it must not forge chat turns (<end_of_turn> ...).
+        question = sanitize_untrusted(question, MAX_QUESTION_CHARS)
         if len(self.turns) >= MAX_TURNS:
             raise MedLensError(f"This conversation reached its {MAX_TURNS}-turn limit; "
                                "start a new one.")

@@ -9,12 +9,14 @@ study whose current images are all refused gets status "refused" and no report.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from medlens.disclaimer import TEST_MODEL_LABEL
+from medlens.errors import MedLensError
 from medlens.models.registry import PreprocessSpec
 from medlens.tasks import provenance as prov
 from medlens.tasks.crosscheck import DEFAULT_HIGH, DEFAULT_LOW, cross_check, not_checked
@@ -31,18 +33,26 @@ from medlens.tasks.language import (
     language_instruction,
     normalise_language,
 )
-from medlens.tasks.prompting import PromptTemplate, build_messages, load_prompt
+from medlens.tasks.model_inputs import (
+    choose_prompt,
+    generator_parts,
+    image_list_line,
+    label_set_for,
+    untrusted_fields,
+)
+from medlens.tasks.prompting import build_messages
 from medlens.tasks.report_parser import parse_report
 from medlens.tasks.streaming import Event, EventCallback, emit
 from medlens.tasks.urgency import assess_urgency, run_urgent_probe
 
 if TYPE_CHECKING:
-    from medlens.models.protocols import Encoder, Generator, ImagePart
+    from medlens.models.protocols import Encoder, Generator
     from medlens.models.registry import ModelRecord
     from medlens.tasks.study import Study, StudyImage
 
-_MODALITY_PROMPT = {"dermatology": "dermatology", "pathology": "pathology",
-                    "fundus": "fundus", "ct": "ct"}
+# The report prompts ask the model to say so when an image is not a chest X-ray.
+_WRONG_MODALITY = re.compile(r"\b(?:is|are|does) not (?:appear to be |show )?(?:a |an )?"
+                             r"chest (?:x-?rays?|radiographs?)\b", re.I)
 _STAGES = ("gate", "preprocess", "scores", "prompt", "generate", "parse", "language",
            "crosscheck", "urgency", "similar")
 
@@ -112,16 +122,6 @@ class _Timer:
         t[self.name] = round(t.get(self.name, 0.0) + time.perf_counter() - self.start, 6)
 
 
-def generator_parts(images: Sequence[StudyImage], spec: PreprocessSpec) -> list[ImagePart]:
-    """Images as the generator sees them; key = decoded-pixel hash + model input size, so a
-    backend caches each image's vision encoding across turns."""
-    from medlens.imaging.preprocess import preprocess
-    from medlens.models.protocols import ImagePart
-
-    return [ImagePart(preprocess(i.ingested.image, spec), key=f"{i.ingested.pixel_sha256}:"
-                      f"{spec.size}") for i in images]
-
-
 def gate_images(study: Study, encoder: Encoder | None, enabled: bool,
                 warnings: list[str]) -> tuple[list[GateRecord], list[StudyImage]]:
     """Per image: accepted or refused with a reason (chest X-ray gate for cxr studies).
@@ -150,40 +150,6 @@ def gate_images(study: Study, encoder: Encoder | None, enabled: bool,
                                   view=img.view, timepoint=img.timepoint, accepted=accepted,
                                   reason=reason, flags=flags))
     return records, images
-
-
-def choose_prompt(study: Study, images: Sequence[StudyImage], options: InterpretOptions
-                  ) -> PromptTemplate:
-    if options.prompt_name:
-        return load_prompt(options.prompt_name)
-    if study.modality != "cxr":
-        return load_prompt(_MODALITY_PROMPT.get(study.modality, "cxr-report"))
-    if any(i.timepoint == "prior" for i in images):
-        return load_prompt("cxr-comparison")
-    if any(i.view == "lateral" for i in images):
-        return load_prompt("cxr-lateral")
-    return load_prompt("cxr-report")
-
-
-def image_list_line(images: Sequence[StudyImage]) -> str:
-    if len(images) < 2:
-        return ""
-    names = "; ".join(f"image {n}: {img.label}" for n, img in enumerate(images, 1))
-    return f"The images, in the order given: {names}."
-
-
-def untrusted_fields(study: Study, images: Sequence[StudyImage]) -> dict[str, str | None]:
-    ctx = study.context
-    fields: dict[str, str | None] = {
-        "indication": ctx.indication, "age": ctx.age, "sex": ctx.sex,
-        "clinical notes": ctx.notes, "patient record summary": ctx.ehr_summary,
-    }
-    for n, img in enumerate(images, 1):
-        if img.ingested.metadata.description:
-            fields[f"image {n} DICOM description"] = img.ingested.metadata.description
-        if img.note:
-            fields[f"image {n} note"] = img.note
-    return fields
 
 
 def interpret(
@@ -216,6 +182,7 @@ def interpret(
         reasons = "; ".join(f"image {g.image_index + 1}: {g.reason}" for g in gate
                             if not g.accepted)
         warnings.append(f"No report: every current image was refused ({reasons}).")
+        _emit_warnings(on_event, warnings)
         return Interpretation(status="refused", provenance=prov.build(
             study, generator, encoder, None, clock.timings, None, test_model), **base)
 
@@ -225,8 +192,10 @@ def interpret(
     finding_scores: list[ImageFindingScores] = []
     embeddings = None
     with clock.stage("scores"):
-        if encoder is not None and options.scores and study.modality == "cxr":
-            finding_scores, embeddings = _scores(encoder, accepted, accepted_idx, options)
+        label_set = label_set_for(study.modality, options)
+        if encoder is not None and options.scores and label_set:
+            finding_scores, embeddings = _scores(encoder, accepted, accepted_idx, label_set,
+                                                 options)
         elif options.scores and encoder is None:
             warnings.append("No encoder: finding scores and the cross-check were skipped.")
     # The primary image (scores for cross-check, urgency probe, retrieval): the first
@@ -241,7 +210,8 @@ def interpret(
         data = untrusted_fields(study, accepted)
         messages = build_messages(
             template, prompt_format=options.prompt_format, images=parts,
-            extra_lines=[image_list_line(accepted), language_instruction(language)],
+            extra_lines=[image_list_line(accepted, study.modality),
+                         language_instruction(language)],
             data=data, thinking=options.thinking, instruction=options.prompt,
         )
         context_used = [k for k, v in data.items() if v]
@@ -265,11 +235,15 @@ def interpret(
 
     with clock.stage("parse"):
         report: ReportSections = parse_report(text)
+        if study.modality == "cxr" and _WRONG_MODALITY.search(text):
+            warnings.append("The model says an image is not a chest X-ray: check the input "
+                            "before reading this report.")
 
+    cxr = study.modality == "cxr"
     english_text, source = (text, "report") if language == "en" else ("", "none")
     language_check = None
     with clock.stage("language"):
-        if language != "en" and options.back_translate and text:
+        if cxr and language != "en" and options.back_translate and text:
             bt = back_translate(generator, text, prompt_format=options.prompt_format,
                                 max_new_tokens=max(options.max_new_tokens, 200))
             english_text, source = bt, "back_translation"
@@ -277,9 +251,12 @@ def interpret(
                 language, bt, label_report(bt), scores,
                 high=options.high_threshold, low=options.low_threshold)
 
-    mentions = label_report(english_text) if english_text else {}
+    mentions = label_report(english_text) if english_text and cxr else {}
+    urgency = None
     with clock.stage("crosscheck"):
-        if not english_text:
+        if not cxr:
+            check = not_checked("The report labeler and cross-check cover chest X-rays only.")
+        elif not english_text:
             check = not_checked(f"The report is in {language}; run with the back-translation "
                                 "check to cross-check it.")
         elif not scores:
@@ -290,18 +267,23 @@ def interpret(
 
     with clock.stage("urgency"):
         probe = None
-        if options.urgent_probe and embeddings is not None:
-            probe = run_urgent_probe(options.urgent_probe, embeddings[pos])
-        urgency = assess_urgency(mentions, english_text, scores, probe)
-        if not english_text:
+        if cxr and options.urgent_probe and embeddings is not None:
+            try:
+                probe = run_urgent_probe(options.urgent_probe, embeddings[pos])
+            except MedLensError as err:  # a broken probe file must not lose the report
+                warnings.append(f"Urgency probe not used: {err}")
+        if cxr:
+            urgency = assess_urgency(mentions, english_text, scores, probe)
+        if cxr and not english_text:
             warnings.append("Urgency rules read English text only; only scores were used.")
 
     similar = None
     with clock.stage("similar"):
-        if library is not None and embeddings is not None:
+        if cxr and library is not None and embeddings is not None:
             similar = prov.similar_cases(library, embeddings[pos], options.similar_k, warnings)
 
     template_ref = (template, options.prompt)
+    _emit_warnings(on_event, warnings)
     return Interpretation(
         status="complete", report=report, finding_scores=finding_scores, cross_check=check,
         urgency=urgency, similar_cases=similar, language_check=language_check,
@@ -312,15 +294,21 @@ def interpret(
     )
 
 
+def _emit_warnings(on_event: EventCallback | None, warnings: list[str]) -> None:
+    for w in warnings:
+        emit(on_event, Event("warning", text=w))
+
+
 def _scores(encoder: Encoder, images: Sequence[StudyImage], indices: Sequence[int],
-            options: InterpretOptions) -> tuple[list[ImageFindingScores], Any]:
+            label_set_name: str, options: InterpretOptions
+            ) -> tuple[list[ImageFindingScores], Any]:
     import numpy as np
 
     from medlens.tasks.classify import load_label_set, zero_shot_embeddings
     from medlens.tasks.encoding import image_parts
     from medlens.tasks.interpretation import FindingScore
 
-    label_set = load_label_set(options.label_set)
+    label_set = load_label_set(label_set_name)
     parts = image_parts([i.ingested for i in images], options.encoder_preprocess)
     emb = np.asarray(encoder.embed_images(parts), dtype=np.float32)
     per_image = zero_shot_embeddings(encoder, emb, label_set)
@@ -342,4 +330,7 @@ def interpret_events(study: Study, options: InterpretOptions | None = None, **kw
     return stream_events(interpret, study, options, **kwargs)
 
 
-__all__ = ["InterpretOptions", "interpret", "interpret_events"]
+__all__ = [
+    "InterpretOptions", "choose_prompt", "generator_parts", "image_list_line", "interpret",
+    "interpret_events", "untrusted_fields",
+]

@@ -138,6 +138,18 @@ class LanguageCheck(_Model):
     mismatches: list[str] = Field(default_factory=list)
 
 
+class FollowUp(_Model):
+    """One follow-up question on the study and the model's answer."""
+
+    question: str
+    answer: str
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    images_encoded: int = Field(0, description="Vision-tower runs (0: cached encodings reused).")
+    images_cached: int = 0
+    seconds: float = 0.0
+
+
 class ModelProvenance(_Model):
     model_id: str
     backend: str
@@ -201,6 +213,9 @@ class Interpretation(_Model):
     language_check: LanguageCheck | None = None
     context_used: list[str] = Field(
         default_factory=list, description="Which context fields reached the prompt."
+    )
+    followups: list[FollowUp] = Field(
+        default_factory=list, description="Follow-up questions asked on this study, in order."
     )
     warnings: list[str] = Field(default_factory=list)
     provenance: Provenance

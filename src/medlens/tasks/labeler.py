@@ -134,7 +134,9 @@ _NORMAL_STUDY = re.compile(
     r"no (?:acute|active) (?:cardiopulmonary|intrathoracic|cardiothoracic|chest|pulmonary)?\s*"
     r"(?:process|abnormalit\w+|disease|findings?|pathology)|normal chest (?:x-?ray|radiograph\w*|"
     r"film|study)|(?:unremarkable|normal) (?:study|examination|radiograph)|"
-    r"no radiographic evidence of (?:acute )?(?:cardiopulmonary )?disease", _I)
+    r"no radiographic evidence of (?:acute )?(?:cardiopulmonary )?disease|"
+    r"(?:study|examination|radiograph|chest x-?ray) (?:is|appears) (?:normal|unremarkable)|"
+    r"within normal limits for age", _I)
 
 _UNCERTAIN_PRE = re.compile(
     r"\b(?:may|might|could|possibl[ey]|probabl[ey]|likely|questionable|question of|suspicious "
@@ -188,17 +190,22 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
+# Cues further than this from a mention are ignored. It also keeps the labeler linear on
+# pathological model output (one endless "sentence" with thousands of mentions).
+WINDOW = 200
+
+
 def _scope_start(sentence: str, pos: int) -> int:
-    start = 0
-    for m in _SCOPE_BREAK.finditer(sentence, 0, pos):
+    start = max(0, pos - WINDOW)
+    for m in _SCOPE_BREAK.finditer(sentence, start, pos):
         if m.end() <= pos:
             start = m.end()
     return start
 
 
 def _scope_end(sentence: str, pos: int) -> int:
-    m = _SCOPE_BREAK.search(sentence, pos)
-    return m.start() if m else len(sentence)
+    m = _SCOPE_BREAK.search(sentence, pos, pos + WINDOW)
+    return m.start() if m else min(len(sentence), pos + WINDOW)
 
 
 def _status(sentence: str, start: int, end: int) -> Status:
@@ -212,11 +219,11 @@ def _status(sentence: str, start: int, end: int) -> Status:
 
 
 def _clause(sentence: str, start: int, end: int) -> str:
-    lo = 0
-    for m in _CLAUSE_BREAK.finditer(sentence, 0, start):
+    lo = max(0, start - WINDOW)
+    for m in _CLAUSE_BREAK.finditer(sentence, lo, start):
         lo = m.end()
-    m = _CLAUSE_BREAK.search(sentence, end)
-    return sentence[lo:(m.start() if m else len(sentence))]
+    m = _CLAUSE_BREAK.search(sentence, end, end + WINDOW)
+    return sentence[lo:(m.start() if m else min(len(sentence), end + WINDOW))]
 
 
 def _laterality(clause: str) -> Literal["left", "right", "bilateral"] | None:

@@ -16,7 +16,9 @@ next to the database and rebuilt when the library changed.
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,13 +50,18 @@ EMBED_BATCH = 16
 class SimilarCase:
     case_id: str
     filename: str
-    labels: dict[str, Any]
+    labels: dict[str, int]  # the case's 0/1 labels ({"Pneumothorax": 1, "urgent": 1, ...})
     report: str | None  # snippet (untrusted free text: show as data, never as instructions)
     similarity: float  # cosine similarity in the encoder's space
     thumbnail: str | None  # blob key (sha256) of a de-identified PNG thumbnail
     thumbnail_path: str | None = None
     library: str = ""
     rank: int = 0
+    attributes: dict[str, str] = field(default_factory=dict)  # text labels: finding, view
+
+    @property
+    def positive_labels(self) -> list[str]:
+        return [k for k, v in self.labels.items() if v == 1]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +94,8 @@ class CaseLibrary:
     """One named library, searched in one encoder's embedding space."""
 
     def __init__(self, settings: Settings, name: str, encoder_id: str | None,
-                 *, index: IndexMode = "auto", ann_min_size: int = 200_000) -> None:
+                 *, index: IndexMode = "auto", ann_min_size: int = 200_000,
+                 snapshot_min_size: int = 10_000) -> None:
         if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
             raise ConfigError(f"Library name {name!r}: use letters, digits, '-', '_' or '.'.")
         self.settings = settings
@@ -95,8 +103,11 @@ class CaseLibrary:
         self.db = LibraryDB(sqlite_path_for(settings))
         self.index_mode: IndexMode = index
         self.ann_min_size = ann_min_size
+        self.snapshot_min_size = snapshot_min_size
         self._requested_encoder = encoder_id
-        self._lock = threading.Lock()
+        self._resolved: dict[str, tuple[int, str]] = {}
+        # One SQLite connection per library object: calls from several threads serialise.
+        self._lock = threading.RLock()
         self._loaded: tuple[tuple[str, int, int], np.ndarray, VectorIndex] | None = None
 
     @classmethod
@@ -122,11 +133,17 @@ class CaseLibrary:
         want = self._requested_encoder or self.settings.encoder
         if "@" in want:
             return want
+        # A bare registry id: resolve against the stored vectors once per generation (the
+        # lookup scans the library, too slow to repeat on every search of a big library).
+        gen = self.db.generation(self.name)
+        cached = self._resolved.get(want)
+        if cached is not None and cached[0] == gen:
+            return cached[1]
         stored = [e for e, _ in self.db.encoders(self.name)]
         matches = [e for e in stored if e == want or e.split("@", 1)[0] == want]
-        if matches:
-            return matches[0]  # most vectors first
-        return want
+        resolved = matches[0] if matches else want  # most vectors first
+        self._resolved[want] = (gen, resolved)
+        return resolved
 
     def use_encoder(self, encoder: Encoder) -> None:
         self._requested_encoder = encoder_key(encoder)
@@ -145,6 +162,11 @@ class CaseLibrary:
         A case whose image cannot be ingested is skipped and listed in the report; the
         others are still added (one bad file must not lose a whole import).
         """
+        with self._lock:
+            return self._add_locked(encoder, record, cases, progress)
+
+    def _add_locked(self, encoder: Encoder, record: ModelRecord, cases: Sequence[CaseInput],
+                    progress: Callable[[int, int], None] | None) -> AddReport:
         from medlens.imaging.deid import DeidPolicy
         from medlens.imaging.ingest import ingest
         from medlens.store.blobs import BlobStore
@@ -224,6 +246,8 @@ class CaseLibrary:
                 except (MedLensError, NotFound) as exc:
                     report.failed.append((r.case_id, str(exc)))
             self._embed_into_cache(encoder, record, imgs, enc_id, report)
+        if report.embedded:
+            self.db.bump_generation(self.name)  # new vectors: loaded indexes are stale
         return report
 
     # --- index ------------------------------------------------------------------------
@@ -238,12 +262,10 @@ class CaseLibrary:
         with self._lock:
             if self._loaded is not None:
                 (e, g, _), ids, idx = self._loaded
+                # Every change to the library's cases or vectors bumps the generation.
                 if e == enc_id and g == gen and idx.size == len(ids):
-                    # Vectors added by embed_missing for this encoder change the count only.
-                    n_now = sum(n for e2, n in self.db.encoders(self.name) if e2 == enc_id)
-                    if n_now == len(ids):
-                        return ids, idx
-            ids, mat = self.db.matrix(self.name, enc_id)
+                    return ids, idx
+            ids, mat = self._matrix(enc_id, gen)
             index: VectorIndex = ExactIndex(mat)
             use_ann = self.index_mode == "ivf" or (
                 self.index_mode == "auto" and len(ids) >= self.ann_min_size)
@@ -251,6 +273,39 @@ class CaseLibrary:
                 index = self._ivf(enc_id, gen, mat)
             self._loaded = ((enc_id, gen, len(ids)), ids, index)
             return ids, index
+
+    def _matrix(self, enc_id: str, gen: int) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors from a snapshot file when current (fast restarts), else from SQLite.
+
+        Reading 10⁶ vectors out of SQLite takes long; big libraries keep a float32 .npy
+        snapshot (memory-mapped on load) next to the index, tagged with the generation.
+        """
+        base = self._index_path(enc_id)
+        vec_p = base.with_name(base.name + ".vectors.npy")
+        ids_p = base.with_name(base.name + ".ids.npy")
+        meta_p = base.with_name(base.name + ".vectors.json")
+        expect = {"generation": gen, "encoder_id": enc_id, "library": self.name}
+        try:
+            if json.loads(meta_p.read_text("utf-8")) == expect:
+                ids = np.load(ids_p)
+                mat = np.load(vec_p, mmap_mode="r")
+                if mat.shape[0] == ids.shape[0]:
+                    return ids, mat
+        except (OSError, ValueError):
+            pass  # absent or unreadable: rebuild from the database
+        ids, mat = self.db.matrix(self.name, enc_id)
+        if len(ids) >= self.snapshot_min_size:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            tag = f".tmp{os.getpid()}"
+            for path, arr in ((vec_p, mat), (ids_p, ids)):
+                tmp = path.with_name(path.name + tag)
+                with tmp.open("wb") as fh:
+                    np.save(fh, arr)
+                os.replace(tmp, path)
+            tmp = meta_p.with_name(meta_p.name + tag)
+            tmp.write_text(json.dumps(expect), "utf-8")
+            os.replace(tmp, meta_p)  # written last: the snapshot counts only when complete
+        return ids, mat
 
     def _ivf(self, enc_id: str, gen: int, mat: np.ndarray) -> IVFIndex:
         path = self._index_path(enc_id)
@@ -276,6 +331,10 @@ class CaseLibrary:
         """The k most similar cases to an image embedding (from the same encoder)."""
         if k < 1:
             raise ConfigError("k must be at least 1.")
+        with self._lock:
+            return self._search_locked(embedding, k)
+
+    def _search_locked(self, embedding: np.ndarray, k: int) -> list[SimilarCase]:
         ids, index = self._index()
         q = np.asarray(embedding, dtype=np.float32).reshape(1, -1)
         if index.size == 0:
@@ -316,8 +375,11 @@ class CaseLibrary:
             if c is None:  # removed between index load and lookup
                 continue
             thumb_path = str(blobs.path(c.thumbnail)) if c.thumbnail else None
-            out.append(SimilarCase(c.case_id, c.filename, c.labels, _snippet(c.report), sim,
-                                   c.thumbnail, thumb_path, self.name, rank))
+            binary = {k: int(v) for k, v in c.labels.items()
+                      if isinstance(v, (bool, int)) and v in (0, 1)}
+            text = {k: str(v) for k, v in c.labels.items() if k not in binary and v != ""}
+            out.append(SimilarCase(c.case_id, c.filename, binary, _snippet(c.report), sim,
+                                   c.thumbnail, thumb_path, self.name, rank, text))
         return out
 
     # --- for probes / evaluation ------------------------------------------------------------

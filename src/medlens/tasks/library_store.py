@@ -220,6 +220,10 @@ class LibraryDB:
         return int(self.conn.execute(
             "SELECT COUNT(*) FROM library_cases WHERE library = ?", (library,)).fetchone()[0])
 
+    def bump_generation(self, library: str) -> None:
+        with self._tx():
+            self._bump(library)
+
     # --- helpers ---------------------------------------------------------------------
     def _bump(self, library: str) -> None:
         self.conn.execute(

@@ -28,7 +28,7 @@ BACKENDS: dict[str, BackendSpec] = {
         "Hugging Face transformers (MedGemma, MedSigLIP; CPU or CUDA, bf16/fp32).",
     ),
     "llamacpp": BackendSpec(
-        "llamacpp", ("llama_cpp",), "llamacpp", "llama.cpp GGUF files (+ mmproj for images).",
+        "llamacpp", ("llama_cpp",), "gguf", "llama.cpp GGUF files (+ mmproj for images).",
     ),
     "openai": BackendSpec(
         "openai", ("httpx",), "server", "Any OpenAI-compatible server (vLLM, Ollama, llama.cpp).",

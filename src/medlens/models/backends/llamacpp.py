@@ -122,17 +122,18 @@ class LlamaCppGenerator:
                 f"{self.info.model_id} has no vision projector: add ?mmproj=FILE.gguf to "
                 "its gguf: source to send images."
             )
-        sampling = {
+        sampling: dict[str, Any] = {
             "max_tokens": config.max_new_tokens,
             "temperature": config.temperature,
             "top_p": config.top_p if config.temperature > 0 else 1.0,
             # llama-cpp-python defaults to repeat_penalty 1.1; plain greedy decoding
             # (what the model cards use and the transformers backend does) has none.
             "repeat_penalty": 1.0,
-            "seed": config.seed if config.seed is not None else 0,
             "stop": [*config.stop, END_OF_TURN],
             "stream": True,
         }
+        if config.seed is not None:
+            sampling["seed"] = config.seed
         with self._lock:
             t0 = time.perf_counter()
             self._llama_cpp.llama_perf_context_reset(self.llm._ctx.ctx)

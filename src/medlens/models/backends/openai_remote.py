@@ -8,7 +8,9 @@ implements `LoglikelihoodScorer` for the evaluation harness.
 
 Tunables, from the record's `options` table or the source query string:
 `model`, `timeout_s` (longest silence while reading, default 120), `connect_timeout_s`
-(10), `max_retries` (3), `backoff_base_s` (0.5), `backoff_max_s` (8).
+(10), `max_retries` (3), `backoff_base_s` (0.5), `backoff_max_s` (8), `api_key_env`
+(name of an environment variable holding this server's key; default: the
+`remote_api_key` setting, MEDLENS_REMOTE_API_KEY).
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import SecretStr
@@ -268,6 +272,18 @@ def _option(opts: dict[str, Any], name: str, default: float) -> float:
         raise ConfigError(f"openai: option {name}={value!r} is not a number.") from None
 
 
+def _api_key(opts: dict[str, Any], settings: Any) -> SecretStr | None:
+    """`api_key_env` (a per-model environment variable) beats settings.remote_api_key."""
+    env_name = opts.get("api_key_env")
+    if env_name:
+        value = os.environ.get(str(env_name))
+        if not value:
+            raise ConfigError(f"Environment variable {env_name} (api_key_env) is not set.")
+        return SecretStr(value)
+    key = getattr(settings, "remote_api_key", None) if settings is not None else None
+    return SecretStr(key) if isinstance(key, str) else key
+
+
 def _pick_model(client: RemoteClient, wanted: str | None) -> tuple[str, str]:
     """(model name, server-reported identity) via GET /models."""
     status, data = client.request_json("GET", "models", what="the model list")
@@ -275,6 +291,8 @@ def _pick_model(client: RemoteClient, wanted: str | None) -> tuple[str, str]:
     served = [m for m in listed if isinstance(m, dict)]
     names = [str(m.get("id")) for m in served]
     if wanted:
+        if f"{wanted}:latest" in names and wanted not in names:
+            wanted = f"{wanted}:latest"  # Ollama lists tags in full; requests may omit it
         if served and wanted not in names:
             raise RemoteModelError(
                 f"Remote model server {client.shown_url} does not serve {wanted!r}; "
@@ -296,9 +314,7 @@ def load_generator(record: ModelRecord, settings: Any = None) -> OpenAIRemoteGen
     if source.scheme != "openai":
         raise ConfigError(f"Model {record.id!r} is not an openai: source.")
     opts: dict[str, Any] = {**record.options, **source.options}
-    api_key = getattr(settings, "remote_api_key", None) if settings is not None else None
-    if isinstance(api_key, str):
-        api_key = SecretStr(api_key)
+    api_key = _api_key(opts, settings)
     retry = RetryPolicy(
         max_retries=int(_option(opts, "max_retries", 3)),
         backoff_base_s=_option(opts, "backoff_base_s", 0.5),
@@ -311,6 +327,12 @@ def load_generator(record: ModelRecord, settings: Any = None) -> OpenAIRemoteGen
         connect_timeout_s=_option(opts, "connect_timeout_s", 10.0),
         retry=retry,
     )
+    host = (urlsplit(source.location).hostname or "").lower()
+    if api_key is not None and source.location.startswith("http://") and host not in (
+        "127.0.0.1", "localhost", "::1"
+    ):
+        log.warning("the API key for %s travels over plain HTTP; use https://",
+                    client.shown_url)
     try:
         model, served_as = _pick_model(client, opts.get("model"))
     except Exception:

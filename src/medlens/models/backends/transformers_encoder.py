@@ -80,8 +80,12 @@ class TransformersEncoder:
                     batch, padding="max_length", truncation=True,
                     max_length=self.max_text_length, return_tensors="pt",
                 )
+                # Pass what the tokenizer returns (as the MedSigLIP card's `model(**inputs)`
+                # does), so embeddings match the reference usage exactly.
+                feed = {k: v.to(self.device) for k, v in tok.items()
+                        if k in ("input_ids", "attention_mask", "position_ids")}
                 with torch.inference_mode():
-                    out = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device))
+                    out = self.model.get_text_features(**feed)
                 rows.append(_normalise(_pooled(out)))
         return np.concatenate(rows).astype(np.float32)
 
@@ -111,7 +115,11 @@ def load_encoder(
             f"{path}: model type {config.model_type!r} is not an image/text encoder MedLens "
             "supports (SigLIP / MedSigLIP)."
         )
-    model = AutoModel.from_pretrained(path, dtype=torch_dtype(dtype)).to(device).eval()
+    device_map = device if device.startswith("cuda") else None
+    model = AutoModel.from_pretrained(path, dtype=torch_dtype(dtype), device_map=device_map)
+    if device_map is None:
+        model.to(device)
+    model.eval()
     processor = AutoProcessor.from_pretrained(path)
     info = BackendInfo(
         model_id=record.id, backend="transformers", source=record.source,

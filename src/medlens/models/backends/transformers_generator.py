@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from medlens.errors import ConfigError, GenerationError
+from medlens.models.backends.gemma_tokens import eos_ids, hidden_special_ids, sanitise_user_text
 from medlens.models.backends.torch_runtime import configure_threads, torch_dtype
-from medlens.models.chat_template import GEMMA3_CHAT_TEMPLATE, GEMMA_CONTROL_STRINGS
+from medlens.models.chat_template import GEMMA3_CHAT_TEMPLATE
 from medlens.models.protocols import (
     BackendInfo,
     ChatMessage,
@@ -26,7 +27,7 @@ from medlens.models.protocols import (
     ImagePart,
     TextPart,
 )
-from medlens.models.stream_text import StopStringBuffer
+from medlens.models.stream_text import IncrementalDetokenizer, StopStringBuffer
 from medlens.models.thinking import ThinkingFilter
 
 IMAGE_CACHE_SIZE = 32  # encoded images kept per model (follow-up questions reuse them)
@@ -49,8 +50,9 @@ class TransformersGenerator:
         if self.tokenizer.chat_template is None:
             self.tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
         self._image_cache: OrderedDict[str, Any] = OrderedDict()
+        self.last_output_ids: list[int] = []
         self._lock = threading.Lock()  # one generation at a time per loaded model
-        self.eos_ids = _eos_ids(model, self.tokenizer)
+        self.eos_ids = eos_ids(model, self.tokenizer)
         vocab_rows = model.get_output_embeddings().weight.shape[0]
         # Rows beyond the tokenizer (MedGemma pads its vocab to 262208) and the image
         # soft token are never valid outputs.
@@ -58,6 +60,7 @@ class TransformersGenerator:
         if self.multimodal:
             banned.append(int(model.config.image_token_id))
         self._banned = torch.tensor(sorted(set(banned)), dtype=torch.long, device=self.device)
+        self._skip_ids = hidden_special_ids(self.tokenizer)
 
     # --- prompt --------------------------------------------------------------
     def _chat_dicts(self, messages: Sequence[ChatMessage]) -> tuple[list[dict], list[ImagePart]]:
@@ -74,7 +77,7 @@ class TransformersGenerator:
                     images.append(part)
                     parts.append({"type": "image"})
                 elif isinstance(part, TextPart):
-                    parts.append({"type": "text", "text": _sanitise(part.text)})
+                    parts.append({"type": "text", "text": sanitise_user_text(part.text)})
             out.append({"role": msg.role, "content": parts})
         return out, images
 
@@ -141,6 +144,7 @@ class TransformersGenerator:
         t0 = time.perf_counter()
         ids, images = self.build_prompt(messages)
         stats.prompt_tokens = len(ids)
+        max_new = self._room(len(ids), config.max_new_tokens)
         stats.timings["tokenize"] = time.perf_counter() - t0
         input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
         kwargs: dict[str, Any] = {}
@@ -162,6 +166,7 @@ class TransformersGenerator:
 
         cache = DynamicCache(config=self.model.config.get_text_config())
         out_ids: list[int] = []
+        detok = IncrementalDetokenizer(self._decode)
         stopper = StopStringBuffer(config.stop)
         thinking = ThinkingFilter()
         stats.finish_reason = "length"
@@ -176,7 +181,12 @@ class TransformersGenerator:
                 logits_to_keep=1,
                 **kwargs,
             ).logits[0, -1]
-            for step in range(config.max_new_tokens):
+            if not bool(torch.isfinite(logits).any()):
+                raise GenerationError(
+                    "The model produced NaN/inf scores (numerical failure). Run it in "
+                    "bfloat16 or float32, never float16."
+                )
+            for step in range(max_new):
                 token = self._pick(logits, config, step, generator)
                 if step == 0:
                     now = time.perf_counter()
@@ -188,14 +198,14 @@ class TransformersGenerator:
                     break
                 out_ids.append(token)
                 stats.output_tokens = len(out_ids)
-                piece, hit = stopper.feed(self._decode(out_ids))
+                piece, hit = stopper.feed(detok.add(token))
                 piece = thinking.feed(piece)
                 if piece:
                     yield piece
                 if hit:
                     stats.finish_reason = "stop_string"
                     break
-                if step + 1 == config.max_new_tokens:
+                if step + 1 == max_new:
                     break
                 logits = self.model(
                     input_ids=torch.tensor([[token]], device=self.device),
@@ -203,6 +213,7 @@ class TransformersGenerator:
                     use_cache=True,
                 ).logits[0, -1]
         if stats.finish_reason != "stop_string":
+            stopper.feed(detok.finish())
             rest = thinking.feed(stopper.flush()) + thinking.flush()
             if rest:
                 yield rest
@@ -210,6 +221,7 @@ class TransformersGenerator:
             tail = thinking.flush()
             if tail:
                 yield tail
+        self.last_output_ids = list(out_ids)  # for tests/debugging (calls are serialised)
         end = time.perf_counter()
         stats.timings["decode"] = end - t_decode if t_decode is not None else 0.0
         stats.timings["total"] = end - t0
@@ -218,8 +230,21 @@ class TransformersGenerator:
                 "decode"
             ]
 
+    def _room(self, prompt_len: int, wanted: int) -> int:
+        """New tokens that fit the model's context after this prompt (clear error if none)."""
+        limit = int(getattr(self.model.config.get_text_config(), "max_position_embeddings", 0))
+        if limit and prompt_len >= limit:
+            raise GenerationError(
+                f"The prompt is {prompt_len} tokens; model {self.info.model_id!r} takes at most "
+                f"{limit}. Use fewer images or shorter text."
+            )
+        return max(0, min(wanted, limit - prompt_len)) if limit else wanted
+
     def _decode(self, out_ids: list[int]) -> str:
-        return self.tokenizer.decode(out_ids, skip_special_tokens=True)
+        # Not skip_special_tokens=True: Gemma marks <unused94>/<unused95> special, and the
+        # thinking filter needs them to keep a 27B thought out of the answer.
+        kept = [i for i in out_ids if i not in self._skip_ids]
+        return self.tokenizer.decode(kept, skip_special_tokens=False)
 
     def _pick(self, logits: Any, config: GenerationConfig, step: int, generator: Any) -> int:
         import torch
@@ -244,10 +269,17 @@ class TransformersGenerator:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def loglikelihood(self, context: str, continuations: Sequence[str]) -> list[float]:
-        """Sum of log p(continuation tokens | context), raw text (no chat template)."""
+        """Sum of log p(continuation tokens | context), raw text (no chat template).
+
+        The shared context is run once (KV cache); each continuation then costs only
+        its own tokens, and only their logits are materialised (262k-wide rows).
+        """
+        import copy
+
         import torch
 
         ctx_ids = self.tokenizer(context, add_special_tokens=True)["input_ids"]
+        prefixes: dict[tuple[int, ...], tuple[Any, Any]] = {}
         scores: list[float] = []
         with self._lock, torch.inference_mode():
             for cont in continuations:
@@ -261,34 +293,36 @@ class TransformersGenerator:
                 if n >= len(whole):
                     scores.append(0.0)
                     continue
-                ids = torch.tensor([whole], device=self.device)
-                logits = self.model(input_ids=ids, use_cache=False).logits[0].float()
-                logp = torch.log_softmax(logits[n - 1 : -1], dim=-1)
-                target = ids[0, n:]
+                prefix = tuple(whole[:n])
+                if prefix not in prefixes:
+                    prefixes[prefix] = self._prefill_text(list(prefix))
+                cache, last = prefixes[prefix]
+                target = torch.tensor(whole[n:], device=self.device)
+                rows = [last[None]]
+                if len(whole) - n > 1:
+                    out = self.model(
+                        input_ids=target[None, :-1], past_key_values=copy.deepcopy(cache),
+                        use_cache=True,
+                    ).logits[0]
+                    rows.append(out)
+                logp = torch.log_softmax(torch.cat(rows).float(), dim=-1)
                 scores.append(float(logp.gather(1, target[:, None]).sum()))
         return scores
 
+    def _prefill_text(self, ids: list[int]) -> tuple[Any, Any]:
+        """(KV cache, next-token logits) after a text-only prompt."""
+        import torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config.get_text_config())
+        logits = self.model(
+            input_ids=torch.tensor([ids], device=self.device), past_key_values=cache,
+            use_cache=True, logits_to_keep=1,
+        ).logits[0, -1]
+        return cache, logits
+
     def clear_image_cache(self) -> None:
         self._image_cache.clear()
-
-
-def _sanitise(text: str) -> str:
-    for control in GEMMA_CONTROL_STRINGS:
-        text = text.replace(control, "")
-    return text
-
-
-def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
-    ids: set[int] = set()
-    for value in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
-        if isinstance(value, int):
-            ids.add(value)
-        elif value:
-            ids.update(int(v) for v in value)
-    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
-    if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id:
-        ids.add(end_of_turn)
-    return frozenset(ids)
 
 
 def load_generator(
@@ -312,12 +346,16 @@ def load_generator(
                 f"{path}: model type {config.model_type!r} is not supported for images "
                 "(MedLens runs Gemma 3 / MedGemma vision-language models)."
             )
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=tdtype)
-        processor = AutoProcessor.from_pretrained(path)
+        auto_cls, proc_cls = AutoModelForImageTextToText, AutoProcessor
     else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=tdtype)
-        processor = AutoTokenizer.from_pretrained(path)
-    model.to(device).eval()
+        auto_cls, proc_cls = AutoModelForCausalLM, AutoTokenizer
+    # On CUDA load straight onto the GPU (a 27B model need not fit in host RAM first).
+    device_map = device if device.startswith("cuda") else None
+    model = auto_cls.from_pretrained(path, dtype=tdtype, device_map=device_map)
+    processor = proc_cls.from_pretrained(path)
+    if device_map is None:
+        model.to(device)
+    model.eval()
     info = BackendInfo(
         model_id=record.id,
         backend="transformers",

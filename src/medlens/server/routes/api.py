@@ -7,6 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from medlens.errors import MedLensError, NotFound
 from medlens.server import fhir_report
@@ -43,6 +45,25 @@ _UPLOAD_BODY = {
 }
 
 
+class _InMemoryMultiPartParser(MultiPartParser):
+    """Keeps uploaded files in memory (bounded by the request cap) so an original,
+    not yet de-identified upload never touches the disk, not even as a temp file."""
+
+
+async def _read_form(request: Request, max_bytes: int) -> FormData:
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise studies.BadRequest("Send the images as multipart/form-data (parts named 'files').")
+    parser = _InMemoryMultiPartParser(
+        request.headers, request.stream(), max_files=studies.MAX_FILES, max_fields=8,
+        max_part_size=MAX_FIELD_BYTES)
+    parser.spool_max_size = max_bytes + 1
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise studies.BadRequest(f"Malformed upload: {exc.message}") from exc
+
+
 @router.post("/studies", response_model=StudyCreated, status_code=201,
              openapi_extra=_UPLOAD_BODY,
              responses={200: {"description": "Same upload or Idempotency-Key: existing study"},
@@ -53,8 +74,8 @@ async def create_study(
 ) -> Response:
     """Upload one or more images (parts named `files`) with optional clinical context;
     starts an interpretation job. The same images or Idempotency-Key return the same study."""
-    async with request.form(max_files=studies.MAX_FILES, max_fields=8,
-                            max_part_size=MAX_FIELD_BYTES) as form:
+    form = await _read_form(request, state.settings.max_upload_mb * 1024 * 1024)
+    try:
         files: list[tuple[str | None, bytes]] = []
         for key, value in form.multi_items():
             if key == "files" and not isinstance(value, str):
@@ -63,6 +84,8 @@ async def create_study(
                 raise studies.BadRequest(f"Unknown form field {key!r}.")
         raw_context = {k: form.get(k) for k in studies._CONTEXT_LIMITS
                        if isinstance(form.get(k), str)}
+    finally:
+        await form.close()
     try:
         context = studies.clean_context(raw_context, state.settings.language)
         study, created, _job = await run_in_threadpool(

@@ -1,13 +1,14 @@
-"""Liveness and metrics (unauthenticated: they reveal no study data)."""
+"""Liveness (open: load balancers probe it; it reveals no study data) and metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 import medlens
 from medlens.server.deps import get_state
 from medlens.server.schemas import Health
+from medlens.server.security import authenticate
 from medlens.server.services.modelstatus import model_status
 from medlens.server.state import ServerState
 
@@ -35,7 +36,9 @@ async def healthz(state: ServerState = Depends(get_state)) -> Health:
 
 
 @router.get("/metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}})
-async def metrics(state: ServerState = Depends(get_state)) -> Response:
+            responses={200: {"content": {"text/plain": {}}}, 401: {}, 403: {}})
+async def metrics(request: Request, state: ServerState = Depends(get_state)) -> Response:
+    """Prometheus metrics (needs a token when tokens are configured; not rate limited)."""
+    authenticate(request)
     body = await run_in_threadpool(state.metrics.render)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -31,6 +31,17 @@ def _semaphore(state: ServerState) -> threading.BoundedSemaphore:
     return sem
 
 
+@router.get("/models")
+async def list_models(actor: Annotated[Actor, Depends(api_actor)],
+                      state: Annotated[ServerState, Depends(get_state)]) -> dict[str, Any]:
+    """OpenAI-compatible model list: the generator this server answers with."""
+    from medlens.jobs.handlers import model_ids
+
+    generator, _encoder = await run_in_threadpool(model_ids, state.settings)
+    return {"object": "list", "data": [{"id": generator, "object": "model", "created": 0,
+                                        "owned_by": "medlens"}]}
+
+
 @router.post("/chat/completions", response_model=ChatCompletion,
              responses={200: {"content": {"text/event-stream": {}}}})
 async def chat_completions(

@@ -76,7 +76,13 @@ async def index(request: Request, state: ServerState = Depends(get_state)) -> Re
         return _set_cookie(RedirectResponse("/login", status_code=303), cookie)
 
     def work() -> list[Any]:
-        return [studies.study_out(state, s) for s in state.store.list_studies(limit=100)]
+        rows = []
+        for study in state.store.list_studies(limit=100):
+            interp = state.store.get_interpretation(study.id) or {}
+            rows.append({"study": studies.study_out(state, study),
+                         "urgency": (interp.get("urgency") or {}).get("level"),
+                         "refused": interp.get("status") == "refused"})
+        return rows
     history = await run_in_threadpool(work)
     models = model_status(state.settings)
     page = _render("index.html", request, state, session, history=history, models=models,

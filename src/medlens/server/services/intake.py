@@ -8,6 +8,7 @@ their decoded pixels as PNG, which drops EXIF, text chunks and ICC profiles.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -35,50 +36,39 @@ class PreparedImage:
 
 
 def _ingest(data: bytes, name: str, settings: Settings) -> IngestedImage:
+    """One pass: decode, validate and (with the policy) de-identify before any metadata
+    is read, so descriptions and tags shown later come from the de-identified data."""
+    from medlens.imaging.deid import DeidPolicy
     from medlens.imaging.ingest import ingest
 
-    try:
-        return ingest(data, name=name, max_pixels=settings.max_image_pixels)  # type: ignore[call-arg]
-    except TypeError:  # an ingest without the keyword: it applies its own cap
-        return ingest(data, name=name)
+    return ingest(data, name=name, max_pixels=settings.max_image_pixels,
+                  deid=DeidPolicy.from_settings(settings))
 
 
-def _gate(ingested: IngestedImage, settings: Settings) -> list[str]:
-    """Refuse what is not a frontal chest X-ray (raises ImageRefused); returns warnings."""
-    import medlens.imaging as imaging
+def _gate(ingested: IngestedImage) -> list[str]:
+    """Refuse what is plainly no chest X-ray (CT/MR, blank, photo...) at upload, with the
+    reason (ImageRefused → 422). The job runs the gate again with the image encoder."""
+    from medlens.imaging.gate import require_chest_xray
 
-    gate = getattr(imaging, "gate_chest_xray", None)
-    if gate is None:
-        return []
-    result = gate(ingested)
-    return list(getattr(result, "warnings", ()) or ())
+    return list(require_chest_xray(ingested, encoder=None).warnings)
 
 
-def _png_bytes(ingested: IngestedImage) -> bytes:
-    from medlens.imaging.deid import strip_raster
+def _stored_bytes(ingested: IngestedImage) -> bytes:
+    if ingested.deidentified_bytes is None:  # never store what was not de-identified
+        from medlens.errors import DeidentificationBlocked
 
-    return strip_raster(ingested.image)  # pixels only: no EXIF, text chunks, ICC or XMP
-
-
-def _deid_dicom(data: bytes, name: str, settings: Settings) -> tuple[bytes, list[str]]:
-    from medlens.imaging.deid import DeidPolicy, deidentify_bytes
-
-    blob, result = deidentify_bytes(data, DeidPolicy.from_settings(settings), name=name)
-    return blob, list(result.warnings)
+        raise DeidentificationBlocked(
+            f"{ingested.source_name or 'image'}: could not be de-identified, so it is not stored.")
+    return ingested.deidentified_bytes
 
 
 def prepare(data: bytes, filename: str | None, settings: Settings) -> PreparedImage:
     name = safe_filename(filename)
     ingested = _ingest(data, name, settings)
     warnings = list(ingested.warnings)
-    warnings += _gate(ingested, settings)
-    if ingested.format == "dicom":
-        blob, deid_warnings = _deid_dicom(data, name, settings)
-        warnings += deid_warnings
-        fmt = "dicom"
-    else:
-        blob, fmt = _png_bytes(ingested), "png"
-    import hashlib
+    warnings += _gate(ingested)
+    blob = _stored_bytes(ingested)
+    fmt = "dicom" if ingested.format == "dicom" else "png"  # PNG/JPEG are re-encoded as PNG
 
     meta = ingested.metadata
     metadata: dict[str, Any] = {

@@ -30,7 +30,7 @@ def _available(model: str, settings: Settings) -> bool:
 
         kind = "encoder" if model == settings.encoder else "generator"
         return local_status(resolve_record(model, settings, kind)).available  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - any config problem means "not ready", said on the page
+    except Exception:  # any config problem means "not ready", said on the page
         return False
 
 

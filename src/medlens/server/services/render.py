@@ -7,6 +7,7 @@ the full stored bit depth, not on an 8-bit rendering); PNG blobs are served as s
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -50,7 +51,7 @@ def dicom_window_defaults(data: bytes) -> dict[str, float] | None:
     return {"min": lo, "max": hi, "center": center, "width": width}
 
 
-def _modality(arr: np.ndarray, ds: object) -> np.ndarray:
+def _modality(arr: np.ndarray, ds: Any) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
     return np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)

@@ -13,6 +13,7 @@ from medlens.server.state import ServerState
 from medlens.store.base import Job, Message, NewImage, Study
 
 MAX_FILES = 16
+MAX_QUEUED_JOBS = 200  # beyond this, new work is refused (429) so the queue stays bounded
 _CONTEXT_LIMITS = {"indication": 1000, "age": 16, "sex": 16, "language": 16}
 _LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 
@@ -20,6 +21,19 @@ _LANG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
 class BadRequest(MedLensError):
     http_status = 400
     code = "bad_request"
+
+
+class QueueFull(MedLensError):
+    http_status = 429
+    code = "queue_full"
+
+
+def check_queue(state: ServerState) -> None:
+    counter = getattr(state.store, "count_jobs", None)
+    queued = counter()["queued"] if counter else len(
+        state.store.list_jobs(status="queued", limit=MAX_QUEUED_JOBS + 1))
+    if queued >= MAX_QUEUED_JOBS:
+        raise QueueFull(f"{queued} jobs are waiting; try again in a few minutes.")
 
 
 def clean_context(raw: dict[str, Any], default_language: str) -> dict[str, Any]:
@@ -52,6 +66,13 @@ def upload(
 ) -> tuple[Study, bool, Job | None]:
     if not files:
         raise BadRequest("No image: send one or more files in parts named 'files'.")
+    if state.runner is not None:  # this process runs the jobs: it needs the weights
+        from medlens.errors import ModelNotAvailable
+        from medlens.server.services.modelstatus import model_status
+
+        models = model_status(state.settings)
+        if not models.ready:
+            raise ModelNotAvailable(models.message)
     if len(files) > MAX_FILES:
         raise BadRequest(f"Too many files: at most {MAX_FILES} images per study.")
     prepared = []
@@ -64,6 +85,8 @@ def upload(
     if not _accepts_data():
         for p in prepared:
             state.store.blobs.put(p.data)
+    # Checked before anything is written, so a refused upload leaves no study without a job.
+    check_queue(state)
     owner = actor.name if actor.kind == "token" else None
     study, created = state.store.create_study(
         images, context, idempotency_key=idempotency_key, owner=owner
@@ -129,8 +152,13 @@ def ask_followup(
     state: ServerState, study_id: str, question: str, language: str | None
 ) -> tuple[Message, Job]:
     study = get_study(state, study_id)
-    if state.store.get_interpretation(study.id) is None:
+    interp = state.store.get_interpretation(study.id)
+    if interp is None:
         raise BadRequest("The report is not ready yet; ask again when it has finished.")
+    if interp.get("status") == "refused":
+        raise BadRequest("This study has no report (its images were refused), so there is "
+                         "nothing to ask about.")
+    check_queue(state)
     message = state.store.add_message(study.id, "user", question)
     job = state.store.enqueue_job(
         "followup", {"question_seq": message.seq, "language": language}, study_id=study.id

@@ -17,6 +17,8 @@
     image_refused: "This does not look like a chest X-ray.",
     deidentification_blocked: "The image was not stored because it may carry burned-in patient details.",
     rate_limited: "Too many requests; please wait a moment.",
+    queue_full: "MedLens is busy; please try again in a few minutes.",
+    model_not_available: "The AI models are not installed on this server yet.",
     unauthorized: "Please sign in again.",
     forbidden: "This action was refused; reload the page and try again.",
   };
