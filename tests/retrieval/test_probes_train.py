@@ -80,3 +80,20 @@ def test_too_few_positives_is_a_clear_error() -> None:
     y[0] = 1
     with pytest.raises(ConfigError, match="1 positive"):
         train_probe(x, y, name="u", label="urgent", encoder_id="e")
+
+
+def test_patient_grouping_removes_leakage() -> None:
+    # 60 patients x 4 near-identical images, labels random per patient: there is nothing
+    # to learn, but a per-image split lets the model recognise the patient.
+    rng = np.random.default_rng(3)
+    patients = rng.standard_normal((60, 32))
+    y_pat = rng.integers(0, 2, 60)
+    x = np.repeat(patients, 4, axis=0) + 0.05 * rng.standard_normal((240, 32))
+    y = np.repeat(y_pat, 4)
+    groups = [f"p{i}" for i in np.repeat(np.arange(60), 4)]
+    leaky = train_probe(x, y, name="u", label="u", encoder_id="e", n_boot=50, C=100.0)
+    honest = train_probe(x, y, name="u", label="u", encoder_id="e", n_boot=50, C=100.0,
+                         groups=groups)
+    assert leaky.metrics["auc"] > 0.8  # the leak the grouping exists to prevent
+    assert abs(honest.metrics["auc"] - 0.5) < 0.15, honest.metrics["auc"]
+    assert "grouped by patient" in honest.metrics["cv"] and honest.metrics["n_groups"] == 60

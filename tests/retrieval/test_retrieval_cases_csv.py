@@ -45,6 +45,12 @@ def test_covid_metadata_csv(shared_data: Path) -> None:
         assert case.labels["COVID-19"] == int("COVID-19" in row["finding"])
         assert case.report == (row["clinical_notes"].strip() or None)
     assert sum(c.labels["COVID-19"] for c in cases) == 128  # 124 + 4 "COVID-19, ARDS"
+    by_patient: dict[str, set[str]] = {}
+    for case, row in zip(cases, rows, strict=True):
+        by_patient.setdefault(row["patientid"], set()).add(case.labels["patient_group"])
+        assert case.labels["patient_group"] != row["patientid"]  # pseudonymous hash
+    assert all(len(g) == 1 for g in by_patient.values())  # one key per patient
+    assert len({next(iter(g)) for g in by_patient.values()}) == len(by_patient) == 99
 
 
 def test_generic_csv_and_folder(tmp_path: Path, nih_images: list[Path]) -> None:

@@ -47,12 +47,12 @@ def train_cmd(
 
     settings = settings_from()
     with CaseLibrary.open(settings, library, encoder_id=model) as lib:
-        X, y, _ = lib.labelled_embeddings(label)
+        X, y, _, groups = lib.labelled_data(label)
         enc_id = lib.encoder_id
     probe = train_probe(
         X, y, name=name or label, label=label, encoder_id=enc_id, folds=folds, C=c,
         threshold_rule=threshold, n_boot=n_boot, seed=seed,
-        training={"library": library, "label_source": "case library labels"},
+        training={"library": library, "label_source": "case library labels"}, groups=groups,
     )
     path = save_probe(probe, out or settings.data_path / "probes")
     for line in _summary(probe):

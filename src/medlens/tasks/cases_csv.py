@@ -5,6 +5,8 @@ Formats recognised by their columns:
 - COVID-19 image collection `metadata.csv`: `image_file`, `finding`, `clinical_notes`, ICU fields.
 - Generic: `image_file` (or `image` / `path`), optional `case_id`, `report`; every other
   column becomes a label (0/1 values as integers, anything else as text).
+A `patient_id` / `patientid` column becomes `patient_group`, a pseudonymous hash used to
+keep one patient's images in one cross-validation fold.
 
 The demo label `urgent` is DERIVED (it is not a clinical triage truth; it only exercises
 probe training end to end):
@@ -17,6 +19,7 @@ probe training end to end):
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,7 @@ from medlens.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 CSV_NAMES = ("labels.csv", "metadata.csv", "cases.csv")
+GROUP_KEY = "patient_group"  # pseudonymous patient key (from patient_id / patientid)
 _NIH_FINDINGS = (
     "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
     "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening",
@@ -136,7 +140,14 @@ def read_cases_csv(csv_path: Path) -> list[CaseInput]:
         path = (base / rel).resolve()
         report = row.get("report") or row.get("clinical_notes") or None
         case_id = (row.get("case_id") or "").strip() or Path(rel).as_posix()
-        cases.append(CaseInput(path, case_id, parse(row), report.strip() if report else None,
+        labels = parse(row)
+        patient = (row.get("patient_id") or row.get("patientid") or "").strip()
+        if patient:
+            # Images of one patient must stay in one cross-validation fold (else probe
+            # metrics leak); a pseudonymous key is enough for that, not the source's id.
+            digest = hashlib.sha256(f"{kind}:{patient}".encode()).hexdigest()[:12]
+            labels[GROUP_KEY] = f"p-{digest}"
+        cases.append(CaseInput(path, case_id, labels, report.strip() if report else None,
                                f"{kind}:{csv_path.name}"))
     return cases
 

@@ -377,7 +377,8 @@ class CaseLibrary:
             thumb_path = str(blobs.path(c.thumbnail)) if c.thumbnail else None
             binary = {k: int(v) for k, v in c.labels.items()
                       if isinstance(v, (bool, int)) and v in (0, 1)}
-            text = {k: str(v) for k, v in c.labels.items() if k not in binary and v != ""}
+            text = {k: str(v) for k, v in c.labels.items()
+                    if k not in binary and v != "" and k != "patient_group"}
             out.append(SimilarCase(c.case_id, c.filename, binary, _snippet(c.report), sim,
                                    c.thumbnail, thumb_path, self.name, rank, text))
         return out
@@ -385,10 +386,20 @@ class CaseLibrary:
     # --- for probes / evaluation ------------------------------------------------------------
     def labelled_embeddings(self, label: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(X (N, dim), y (N,) 0/1, case ids) for cases with a 0/1 value for `label`."""
+        x, y, names, _ = self.labelled_data(label)
+        return x, y, names
+
+    def labelled_data(
+        self, label: str
+    ) -> tuple[np.ndarray, np.ndarray, list[str], list[str | None]]:
+        """Like labelled_embeddings, plus each case's patient group (None when unknown)."""
+        from medlens.tasks.cases_csv import GROUP_KEY
+
         enc_id = self.encoder_id
         ids, mat = self.db.matrix(self.name, enc_id)
         cases = self.db.cases_by_id(ids.tolist())
         keep, ys, names = [], [], []
+        groups: list[str | None] = []
         for row, cid in enumerate(ids.tolist()):
             v = cases[cid].labels.get(label)
             if isinstance(v, bool):
@@ -397,10 +408,12 @@ class CaseLibrary:
                 keep.append(row)
                 ys.append(int(v))
                 names.append(cases[cid].case_id)
+                g = cases[cid].labels.get(GROUP_KEY)
+                groups.append(str(g) if g else None)
         if not keep:
             known = sorted({k for c in cases.values() for k in c.labels})
             raise ConfigError(
                 f"No case in library {self.name!r} (encoder {enc_id}) has a 0/1 {label!r} "
                 f"label. Labels present: {', '.join(known) or 'none'}."
             )
-        return mat[keep], np.asarray(ys, np.int64), names
+        return mat[keep], np.asarray(ys, np.int64), names, groups

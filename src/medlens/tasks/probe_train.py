@@ -1,8 +1,11 @@
 """Train a probe (logistic regression on embeddings) with honest, cross-validated metrics.
 
 Every number reported comes from out-of-fold predictions of stratified k-fold
-cross-validation: each case is scored by a model that never saw it. From those:
-- AUC with a 95 % percentile-bootstrap interval (medlens.evaluation.stats);
+cross-validation, grouped by patient when the data says which images share a patient:
+each case is scored by a model that never saw it nor another image of its patient. From those:
+- AUC with a 95 % percentile-bootstrap interval (medlens.evaluation.stats; cases are
+  resampled, not patients, so with several images per patient the interval is narrower
+  than it should be);
 - Platt calibration (a 1-d logistic fit of the out-of-fold scores), so the stored
   probabilities are calibrated on unseen data;
 - the decision threshold (Youden's J, or the highest threshold reaching a target
@@ -96,6 +99,7 @@ def train_probe(
     n_boot: int = 1000,
     seed: int = 0,
     training: dict[str, Any] | None = None,
+    groups: list[str | None] | None = None,
 ) -> Probe:
     """Cross-validate, calibrate, pick a threshold, fit on all rows; returns the Probe."""
     from medlens.evaluation import stats
@@ -116,9 +120,26 @@ def train_probe(
             f"Label {label!r} has {n_pos} positive and {n_neg} negative cases; cross-validation "
             "needs at least 2 of each (more for a meaningful probe)."
         )
-    skf = model_selection.StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    # Images of one patient stay in one fold (StratifiedGroupKFold); cases without a
+    # known patient count as their own group.
+    grp = np.asarray([g if g is not None else f"case-{i}"
+                      for i, g in enumerate(groups or [None] * y.size)])
+    if grp.shape[0] != y.size:
+        raise ConfigError("Probe training: one group per row.")
+    n_groups = len(np.unique(grp))
+    grouped = n_groups < y.size
+    if grouped:
+        k = min(k, len(np.unique(grp[y == 1])), len(np.unique(grp[y == 0])))
+        if k < 2:
+            raise ConfigError(f"Label {label!r}: positives or negatives come from fewer than "
+                              "2 patients; cross-validation by patient is impossible.")
+        splitter = model_selection.StratifiedGroupKFold(n_splits=k, shuffle=True,
+                                                        random_state=seed)
+    else:
+        splitter = model_selection.StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     oof = np.zeros(y.size, np.float64)
-    for train_idx, test_idx in skf.split(X, y):
+    split = splitter.split(X, y, grp) if grouped else splitter.split(X, y)
+    for train_idx, test_idx in split:
         m = _fit_lr(X[train_idx], y[train_idx], C, seed)
         oof[test_idx] = m.decision_function(X[test_idx])
     # Platt scaling on out-of-fold scores (large C: essentially unregularised 1-d fit).
@@ -138,7 +159,9 @@ def train_probe(
         "auc": float(stats.roc_auc(y, oof)),
         "auc_ci95": [boot.ci.low, boot.ci.high],
         "auc_ci_method": f"percentile bootstrap, {n_boot} resamples, seed {seed}",
-        "cv": f"stratified {k}-fold, shuffled, seed {seed}; out-of-fold predictions",
+        "cv": (f"stratified {k}-fold{' grouped by patient' if grouped else ''}, shuffled, "
+               f"seed {seed}; out-of-fold predictions"),
+        "n_groups": n_groups,
         "n": int(y.size),
         "n_positive": n_pos,
         "sensitivity_at_threshold": counts.recall(),
