@@ -36,7 +36,8 @@ DIM = 1152
 CHUNK = 50_000
 
 
-def make_data(path: Path, n: int, dim: int, n_clusters: int, seed: int) -> np.ndarray:
+def make_data(path: Path, n: int, dim: int, n_clusters: int, seed: int,
+              flat: bool = False) -> np.ndarray:
     """Clustered unit vectors written chunk by chunk to a .npy file; returns a memmap."""
     rng = np.random.default_rng(seed)
     # Two levels (groups of ~20 related clusters) so that neighbouring clusters overlap,
@@ -45,6 +46,8 @@ def make_data(path: Path, n: int, dim: int, n_clusters: int, seed: int) -> np.nd
     supers /= np.linalg.norm(supers, axis=1, keepdims=True)
     centers = supers[rng.integers(0, supers.shape[0], n_clusters)] + (
         0.5 / np.sqrt(dim)) * rng.standard_normal((n_clusters, dim), dtype=np.float32)
+    if flat:  # --flat: independent clusters; with small clusters a hard stress case
+        centers = rng.standard_normal((n_clusters, dim)).astype(np.float32)
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     # Per-cluster spread varies (tight and loose groups), as in real embedding sets.
     spread = rng.uniform(0.5, 1.0, n_clusters).astype(np.float32)
@@ -92,7 +95,7 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> dict:
     t0 = time.perf_counter()
     path = work / f"vectors_{n}.npy"
     n_clusters = args.clusters or max(10, n // args.cluster_size)
-    make_data(path, n, args.dim, n_clusters, args.seed)
+    make_data(path, n, args.dim, n_clusters, args.seed, args.flat)
     gen_s = time.perf_counter() - t0
     mat = np.load(path, mmap_mode="r")
     mat = np.ascontiguousarray(mat)  # into RAM once (4.6 GB at 10⁶): latency, not disk
@@ -137,14 +140,16 @@ def run_size(n: int, args: argparse.Namespace, work: Path) -> dict:
 def write_results(results: list[dict], args: argparse.Namespace, command: str) -> None:
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    layout = "independent (--flat)" if args.flat else "in groups of ~20 overlapping clusters"
     meta = {"command": command, "machine": f"{platform.machine()} {os.cpu_count()} CPUs",
             "python": sys.version.split()[0], "numpy": np.__version__,
             "faiss": __import__("faiss").__version__, "when": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                             time.gmtime()),
             "threads": args.threads,
             "data": "synthetic clustered unit vectors: N/"
-                    f"{args.cluster_size} clusters (or --clusters) in groups of ~20 overlapping "
-                    "clusters, per-cluster spread "
+                    f"{args.cluster_size} clusters (or --clusters) "
+                    f"{layout}"
+                    ", per-cluster spread "
                     f"U(0.5, 1.0), seed {args.seed}; queries held out"}
     (out_dir / f"{args.name}.json").write_text(json.dumps({"meta": meta, "results": results},
                                                             indent=1), "utf-8")
@@ -176,6 +181,8 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--clusters", type=int, default=0, help="0: N / --cluster-size")
     ap.add_argument("--cluster-size", type=int, default=200, help="mean vectors per cluster")
+    ap.add_argument("--flat", action="store_true",
+                    help="independent clusters, no groups (with --cluster-size 10: stress case)")
     ap.add_argument("--refine", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1,
                     help="BLAS and faiss threads (1: fastest for single queries on a busy box)")

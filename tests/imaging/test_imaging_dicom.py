@@ -313,3 +313,12 @@ def test_palette_colour_dicom_uses_its_lut(mk) -> None:
     img = ingest(mk.dicom_bytes(ds))
     assert img.image.mode == "RGB"
     assert np.asarray(img.image)[0].tolist() == [[255, 0, 0], [0, 255, 0], [0, 0, 128], [0, 255, 0]]
+
+
+def test_truncated_encapsulated_pixel_data_is_truncation_not_missing(dicom_dir) -> None:
+    # pydicom drops an encapsulated Pixel Data element that runs past the end of the file;
+    # the user must hear "truncated", not "this object has no pixel data".
+    data = (dicom_dir / "RG1_J2KI.dcm").read_bytes()
+    with pytest.raises(TruncatedImage, match="truncated pixel data") as err:
+        ingest(data[:-20_000])
+    assert err.value.http_status == 422

@@ -50,6 +50,7 @@ def read_dataset(data: bytes, label: str, *, force: bool | None = None) -> Any:
             ds = pydicom.dcmread(io.BytesIO(data), force=force)
             _check_lengths(ds, len(data), label)
             _check_depth(ds, label)
+            _check_pixel_tag_parsed(ds, data, label)
     except RecursionError as exc:
         raise InvalidImage(
             f"{label}: excessively nested DICOM sequences (deeper than Python can parse); refused."
@@ -85,6 +86,17 @@ def _check_lengths(ds: Any, size: int, label: str) -> None:
                     f"{label}: element ({int(tag) >> 16:04X},{int(tag) & 0xFFFF:04X}) declares "
                     f"{length:,} bytes, beyond the end of the file ({size:,} bytes)."
                 )
+
+
+def _check_pixel_tag_parsed(ds: Any, data: bytes, label: str) -> None:
+    # pydicom silently stops at an encapsulated Pixel Data element that runs past the end
+    # of the file, so the element vanishes; its tag still in the bytes means truncation,
+    # not an object without pixels.
+    if not has_pixels(ds) and b"\xe0\x7f\x10\x00" in data:
+        raise TruncatedImage(
+            f"{label}: truncated pixel data (the file ends inside the image data); "
+            "the file was cut short - send the complete file."
+        )
 
 
 def _check_depth(ds: Any, label: str) -> None:
