@@ -32,7 +32,7 @@ def _run(*args: str) -> str:
     result = runner.invoke(app, list(args))
     if result.exit_code != 0:
         raise AssertionError(f"{args} -> {result.exit_code}\n{result.output}\n{result.exception!r}")
-    return result.output
+    return result.stdout  # stderr holds progress and library log lines
 
 
 def _covid_subset(shared: Path, tmp: Path, n: int) -> Path:
