@@ -93,12 +93,18 @@ def test_classify_probe_and_evaluate(isolated_db, shared_data, tmp_path) -> None
 
     _run("library", "add", str(nih), "--model", ENC, "--library", "nih")
     probe_dir = tmp_path / "probes"
-    out = _run("probe", "train", "--library", "nih", "--label", "urgent", "--model", ENC,
-               "--n-boot", "100", "--out", str(probe_dir))
-    assert "cross-validated AUC" in out and "positives=3" in out  # 3 pneumothorax cases
-    (path,) = probe_dir.glob("urgent-*.json")
+    # NIH "urgent" (= Pneumothorax): all 3 positives are one patient, so patient-grouped
+    # cross-validation is impossible and training refuses rather than report a leaky AUC.
+    refused = runner.invoke(app, ["probe", "train", "--library", "nih", "--label", "urgent",
+                                  "--model", ENC, "--out", str(probe_dir)])
+    assert refused.exit_code != 0 and "fewer than 2 patients" in str(refused.exception)
+    out = _run("probe", "train", "--library", "nih", "--label", "No Finding", "--name",
+               "normal", "--model", ENC, "--n-boot", "100", "--out", str(probe_dir))
+    assert "cross-validated AUC" in out and "positives=23" in out
+    assert "grouped by patient" in out
+    (path,) = probe_dir.glob("normal-*.json")
     shown = json.loads(_run("probe", "show", str(path), "--json"))
-    assert shown["label"] == "urgent" and shown["encoder_id"].startswith(ENC + "@")
+    assert shown["label"] == "No Finding" and shown["encoder_id"].startswith(ENC + "@")
 
     ev = json.loads(_run("classify-eval", str(nih), "--labels", "cxr", "--model", ENC,
                          "--n-boot", "50", "--json"))
