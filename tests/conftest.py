@@ -32,6 +32,10 @@ SHARED_DATA = Path(os.environ.get("MEDLENS_SHARED_DATA", REPO.parent / "shared" 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
+        # CI always has ../shared beside the clone: a missing folder there is a failure,
+        # not a reason to skip half the suite.
+        if os.environ.get("MEDLENS_CI") == "1":
+            pytest.fail(f"shared data not found at {SHARED_DATA} (set MEDLENS_SHARED_DATA)")
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
 
