@@ -71,9 +71,15 @@ def medqa_items(shared_data: Path) -> list[QAItem]:
 def _cfg(tmp_path: Path, shared_data: Path, **kw) -> RunConfig:
     task = TASKS[kw.pop("task", "medqa")]
     data = shared_data / task.default_file
-    return RunConfig(task=task, model="fake", data_file=data, fewshot_file=data,
-                     output=kw.pop("output", tmp_path / "run"), prompt=load_eval_prompt(task.prompt),
-                     **kw)
+    return RunConfig(
+        task=task,
+        model="fake",
+        data_file=data,
+        fewshot_file=data,
+        output=kw.pop("output", tmp_path / "run"),
+        prompt=load_eval_prompt(task.prompt),
+        **kw,
+    )
 
 
 def test_eval_readers_match_manifests(shared_data):
@@ -91,7 +97,9 @@ def test_eval_readers_match_manifests(shared_data):
 
 def test_eval_reader_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"id": "x", "question": "q", "options": {"A": "a", "B": "b"}, "answer_idx": "C"}\n')
+    bad.write_text(
+        '{"id": "x", "question": "q", "options": {"A": "a", "B": "b"}, "answer_idx": "C"}\n'
+    )
     with pytest.raises(DataError, match="gold"):
         read_medqa(bad)
     bad.write_text('{"id": "x", "question": "q"\n')
@@ -114,8 +122,13 @@ def test_eval_fixed_predictions_hand_computed_accuracy(tmp_path, shared_data, me
     outputs[items[8].id] = "I cannot give medical advice."
     outputs[items[9].id] = f"The answer is {items[9].gold} or {wrong[items[9].gold]}."
     gen = FakeGenerator(outputs, {i.id: i.question for i in medqa_items})
-    res = run_eval(_cfg(tmp_path, shared_data, scoring="generate", limit=10), medqa_items, [],
-                   gen, progress=False)
+    res = run_eval(
+        _cfg(tmp_path, shared_data, scoring="generate", limit=10),
+        medqa_items,
+        [],
+        gen,
+        progress=False,
+    )
     s = res.summary
     assert (s.correct, s.n, s.unparseable) == (6, 10, 2)
     assert s.accuracy.value == 0.6
@@ -128,7 +141,9 @@ def test_eval_fixed_predictions_hand_computed_accuracy(tmp_path, shared_data, me
     summary = json.loads((tmp_path / "run" / rec.SUMMARY).read_text())
     assert summary["accuracy"] == 0.6 and summary["unparseable"] == 2
     meta = json.loads((tmp_path / "run" / rec.RUN).read_text())
-    assert meta["status"] == "complete" and meta["prompt"] == "mcq" and meta["prompt_version"] == "1"
+    assert (
+        meta["status"] == "complete" and meta["prompt"] == "mcq" and meta["prompt_version"] == "1"
+    )
     assert len(meta["data_sha256"]) == 64 and meta["backend"]["weights_hash"] == "deadbeef"
     # the summary recomputed from the file alone gives the same numbers
     assert rec.summarize(recs).accuracy == s.accuracy
@@ -136,8 +151,10 @@ def test_eval_fixed_predictions_hand_computed_accuracy(tmp_path, shared_data, me
 
 def test_eval_summarize_fixed_file(tmp_path):
     path = tmp_path / "records.jsonl"
-    rows = [{"id": str(i), "gold": "A", "prediction": p, "correct": p == "A"}
-            for i, p in enumerate(["A", "A", "B", None, "A", "C", "A", None])]
+    rows = [
+        {"id": str(i), "gold": "A", "prediction": p, "correct": p == "A"}
+        for i, p in enumerate(["A", "A", "B", None, "A", "C", "A", None])
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     s = rec.summarize(rec.read_records(path))
     assert (s.correct, s.n, s.unparseable) == (4, 8, 2) and s.accuracy.value == 0.5
@@ -155,8 +172,13 @@ def test_eval_loglik_scoring_and_tie(tmp_path, shared_data, medqa_items):
     tie = {k: -2.0 for k in "ABCD"}  # exact tie: first label wins, flagged
     scores[items[5].id] = tie
     fake = FakeScorer(scores, {i.id: i.question for i in medqa_items})
-    res = run_eval(_cfg(tmp_path, shared_data, scoring="loglik", limit=6), medqa_items, [], fake,
-                   progress=False)
+    res = run_eval(
+        _cfg(tmp_path, shared_data, scoring="loglik", limit=6),
+        medqa_items,
+        [],
+        fake,
+        progress=False,
+    )
     expected = 4 + (items[5].gold == "A")
     assert res.summary.correct == expected
     recs = rec.read_records(tmp_path / "run" / rec.RECORDS)
@@ -168,12 +190,24 @@ def test_eval_loglik_scoring_and_tie(tmp_path, shared_data, medqa_items):
 
 
 def test_eval_auto_and_missing_loglik(tmp_path, shared_data, medqa_items):
-    gen = FakeGenerator({i.id: "(A)" for i in medqa_items[:2]}, {i.id: i.question for i in medqa_items})
+    gen = FakeGenerator(
+        {i.id: "(A)" for i in medqa_items[:2]}, {i.id: i.question for i in medqa_items}
+    )
     with pytest.raises(BackendUnavailable):
-        run_eval(_cfg(tmp_path, shared_data, scoring="loglik", limit=2), medqa_items, [], gen,
-                 progress=False)
-    res = run_eval(_cfg(tmp_path, shared_data, scoring="auto", limit=2, output=tmp_path / "r2"),
-                   medqa_items, [], gen, progress=False)
+        run_eval(
+            _cfg(tmp_path, shared_data, scoring="loglik", limit=2),
+            medqa_items,
+            [],
+            gen,
+            progress=False,
+        )
+    res = run_eval(
+        _cfg(tmp_path, shared_data, scoring="auto", limit=2, output=tmp_path / "r2"),
+        medqa_items,
+        [],
+        gen,
+        progress=False,
+    )
     assert res.metadata["scoring"] == "generate"
 
 
@@ -185,7 +219,9 @@ def test_eval_fewshot_deterministic_and_excludes_item(shared_data, medqa_items):
     assert first.id not in {s.id for s in shots} and len(shots) == 3
     other = select_shots(pool, pool[10], 3)
     assert [s.id for s in other] == [p.id for p in pool[:3]]
-    assert [s.id for s in select_shots(order_pool(medqa_items, 4), first, 3)] != [s.id for s in other]
+    assert [s.id for s in select_shots(order_pool(medqa_items, 4), first, 3)] != [
+        s.id for s in other
+    ]
 
 
 def test_eval_fewshot_prompt_in_context(tmp_path, shared_data):
@@ -230,5 +266,10 @@ def test_eval_resume_after_interrupt(tmp_path, shared_data, medqa_items):
     assert "resumed_at" in res.metadata
     # a different configuration refuses to reuse the folder
     with pytest.raises(ConfigError, match="shots"):
-        run_eval(_cfg(tmp_path, shared_data, scoring="loglik", limit=8, shots=1), medqa_items,
-                 medqa_items, fake2, progress=False)
+        run_eval(
+            _cfg(tmp_path, shared_data, scoring="loglik", limit=8, shots=1),
+            medqa_items,
+            medqa_items,
+            fake2,
+            progress=False,
+        )

@@ -18,12 +18,16 @@ from medlens.evaluation.report_metrics import (
 )
 from medlens.tasks.labeler import CHEXPERT_LABELS
 
-REFS = ["Moderate cardiomegaly. Small left pleural effusion.",
-        "No acute cardiopulmonary process.",
-        "Right lower lobe consolidation, may represent pneumonia."]
-GENS = ["Cardiomegaly. No pleural effusion.",
-        "Possible pneumonia in the right lower lobe.",
-        "Right lower lobe consolidation. Endotracheal tube in place."]
+REFS = [
+    "Moderate cardiomegaly. Small left pleural effusion.",
+    "No acute cardiopulmonary process.",
+    "Right lower lobe consolidation, may represent pneumonia.",
+]
+GENS = [
+    "Cardiomegaly. No pleural effusion.",
+    "Possible pneumonia in the right lower lobe.",
+    "Right lower lobe consolidation. Endotracheal tube in place.",
+]
 
 
 def test_eval_report_labels_used():
@@ -88,13 +92,16 @@ def test_eval_classification_report_hand_and_sklearn():
     rng = np.random.default_rng(5)
     Y = rng.integers(0, 2, (80, 3))
     S = Y + rng.normal(size=(80, 3))
-    rep = classification_report({str(j): Y[:, j] for j in range(3)},
-                                {str(j): S[:, j] for j in range(3)}, threshold=0.5, n_boot=50)
+    rep = classification_report(
+        {str(j): Y[:, j] for j in range(3)},
+        {str(j): S[:, j] for j in range(3)},
+        threshold=0.5,
+        n_boot=50,
+    )
     for j in range(3):
         assert rep.labels[str(j)].auc == pytest.approx(metrics.roc_auc_score(Y[:, j], S[:, j]))
         assert rep.labels[str(j)].f1 == pytest.approx(metrics.f1_score(Y[:, j], S[:, j] >= 0.5))
-    assert rep.macro_auc == pytest.approx(
-        metrics.roc_auc_score(Y, S, average="macro"))
+    assert rep.macro_auc == pytest.approx(metrics.roc_auc_score(Y, S, average="macro"))
 
 
 def test_eval_cxr_io_nih_and_covid(shared_data, tmp_path):
@@ -102,7 +109,7 @@ def test_eval_cxr_io_nih_and_covid(shared_data, tmp_path):
     labels = read_labels(nih)
     assert len(labels) == 30
     first = next(iter(labels.values()))
-    assert list(first)[0] == "Atelectasis" and len(first) == 14
+    assert next(iter(first)) == "Atelectasis" and len(first) == 14
     assert sum(v["Nodule"] for v in labels.values()) == 4
     assert sum(v["Pneumothorax"] for v in labels.values()) == 3
     covid = read_labels(shared_data / "cxr" / "covid_chestxray" / "metadata.csv")

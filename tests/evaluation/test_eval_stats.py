@@ -40,7 +40,9 @@ def test_eval_wilson_hand_computed():
     assert round(ci.low, 4) == 0.3968 and round(ci.high, 4) == 0.8922
 
 
-@pytest.mark.parametrize(("k", "n"), [(0, 1), (1, 1), (3, 7), (50, 100), (637, 637), (160, 637), (2, 1000)])
+@pytest.mark.parametrize(
+    ("k", "n"), [(0, 1), (1, 1), (3, 7), (50, 100), (637, 637), (160, 637), (2, 1000)]
+)
 def test_eval_ci_matches_scipy(k, n):
     scipy_stats = pytest.importorskip("scipy.stats")
     res = scipy_stats.binomtest(k, n)
@@ -117,7 +119,9 @@ def test_eval_mcnemar_exact_and_chi2():
     assert r.method == "chi2-continuity" and r.statistic == pytest.approx(9.025)
     scipy_stats = pytest.importorskip("scipy.stats")
     assert r.p_value == pytest.approx(scipy_stats.chi2.sf(9.025, 1), rel=1e-12)
-    assert stats.mcnemar(7, 1).p_value == pytest.approx(scipy_stats.binomtest(1, 8).pvalue, rel=1e-12)
+    assert stats.mcnemar(7, 1).p_value == pytest.approx(
+        scipy_stats.binomtest(1, 8).pvalue, rel=1e-12
+    )
 
 
 def test_eval_paired_difference_ci():

@@ -39,17 +39,22 @@ def test_eval_bleu_brevity_penalty_hand_computed():
 
 def test_eval_bleu_matches_nltk():
     nltk_bleu = pytest.importorskip("nltk.translate.bleu_score")
-    hyps = ["Mild cardiomegaly with small bilateral pleural effusions and no pneumothorax.",
-            "No acute cardiopulmonary process. Lungs are clear.",
-            "Right lower lobe opacity concerning for pneumonia. Heart size is normal.",
-            "Endotracheal tube terminates 3 cm above the carina."]
-    refs = [["Cardiomegaly is mild. There are small bilateral pleural effusions. No pneumothorax."],
-            ["Lungs are clear. No acute cardiopulmonary process.", "No acute disease."],
-            ["Heart size is normal. Opacity in the right lower lobe, concerning for pneumonia."],
-            ["The endotracheal tube terminates 3 cm above the carina. Lungs are clear."]]
+    hyps = [
+        "Mild cardiomegaly with small bilateral pleural effusions and no pneumothorax.",
+        "No acute cardiopulmonary process. Lungs are clear.",
+        "Right lower lobe opacity concerning for pneumonia. Heart size is normal.",
+        "Endotracheal tube terminates 3 cm above the carina.",
+    ]
+    refs = [
+        ["Cardiomegaly is mild. There are small bilateral pleural effusions. No pneumothorax."],
+        ["Lungs are clear. No acute cardiopulmonary process.", "No acute disease."],
+        ["Heart size is normal. Opacity in the right lower lobe, concerning for pneumonia."],
+        ["The endotracheal tube terminates 3 cm above the carina. Lungs are clear."],
+    ]
     ours = tm.corpus_bleu(hyps, refs)
-    theirs = nltk_bleu.corpus_bleu([[tm.tokenize(r) for r in rs] for rs in refs],
-                                   [tm.tokenize(h) for h in hyps])
+    theirs = nltk_bleu.corpus_bleu(
+        [[tm.tokenize(r) for r in rs] for rs in refs], [tm.tokenize(h) for h in hyps]
+    )
     assert ours.bleu == pytest.approx(theirs, abs=1e-12)
     assert ours.bleu > 0
 
@@ -57,15 +62,18 @@ def test_eval_bleu_matches_nltk():
 def test_eval_rouge_l_hand_and_package():
     # LCS("the cat sat on the mat", "the cat is on the mat") = 5 -> P = R = F = 5/6
     assert tm.rouge_l_tokens(tm.tokenize(HYPS[0]), tm.tokenize(REFS[0])) == pytest.approx(
-        (5 / 6, 5 / 6, 5 / 6))
+        (5 / 6, 5 / 6, 5 / 6)
+    )
     assert tm.lcs_length(list("abcbdab"), list("bdcaba")) == 4  # CLRS example
     assert tm.rouge_l(HYPS, REFS) == pytest.approx((5 / 6 + 1.0) / 2)
     assert tm.rouge_l(["x"], ["y"]) == 0.0
     rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
     scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    pairs = [("Mild cardiomegaly, small bilateral effusions.", "Cardiomegaly is mild; effusions."),
-             ("No pneumothorax. Lungs are clear.", "Lungs clear, no pneumothorax or effusion."),
-             ("ET tube 3 cm above the carina.", "The ET tube tip is 3 cm above the carina.")]
+    pairs = [
+        ("Mild cardiomegaly, small bilateral effusions.", "Cardiomegaly is mild; effusions."),
+        ("No pneumothorax. Lungs are clear.", "Lungs clear, no pneumothorax or effusion."),
+        ("ET tube 3 cm above the carina.", "The ET tube tip is 3 cm above the carina."),
+    ]
     for h, r in pairs:
         ref_f = scorer.score(r, h)["rougeL"].fmeasure
         assert tm.rouge_l([h], [r]) == pytest.approx(ref_f, abs=1e-12)

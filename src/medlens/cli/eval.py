@@ -19,12 +19,22 @@ eval_app = typer.Typer(
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Registry id or PATH of the model.")]
 DataOpt = Annotated[Path | None, typer.Option(help="JSONL file (default: the shared data file).")]
-OutOpt = Annotated[Path | None, typer.Option(
-    "--output", "-o", help="Run folder (default: ./eval-runs/<task>-<model>-<scoring>-<shots>shot).")]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Run folder (default: ./eval-runs/<task>-<model>-<scoring>-<shots>shot).",
+    ),
+]
 LimitOpt = Annotated[int | None, typer.Option(min=1, help="Score only the first N items.")]
-ScoringOpt = Annotated[str, typer.Option(
-    help="loglik (log-probabilities of the answer labels), generate (strict answer "
-    "extraction) or auto (loglik when the backend supports it).")]
+ScoringOpt = Annotated[
+    str,
+    typer.Option(
+        help="loglik (log-probabilities of the answer labels), generate (strict answer "
+        "extraction) or auto (loglik when the backend supports it)."
+    ),
+]
 ShotsOpt = Annotated[int, typer.Option(min=0, max=10, help="Few-shot examples per question.")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for few-shot selection and sampling.")]
 PromptOpt = Annotated[str | None, typer.Option(help="Prompt name (e.g. mcq-v1) or TOML file.")]
@@ -37,9 +47,20 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "-" for c in text).strip("-")
 
 
-def run_qa(task_name: str, model: str, data: Path | None, output: Path | None,
-           limit: int | None, scoring: str, shots: int, seed: int, prompt: str | None,
-           fewshot_data: Path | None, max_new_tokens: int, quiet: bool) -> None:
+def run_qa(
+    task_name: str,
+    model: str,
+    data: Path | None,
+    output: Path | None,
+    limit: int | None,
+    scoring: str,
+    shots: int,
+    seed: int,
+    prompt: str | None,
+    fewshot_data: Path | None,
+    max_new_tokens: int,
+    quiet: bool,
+) -> None:
     from medlens.evaluation.backend import load_generator_for
     from medlens.evaluation.datasets import get_task, resolve_data_file, resolve_fewshot_file
     from medlens.evaluation.prompting import load_eval_prompt
@@ -56,13 +77,25 @@ def run_qa(task_name: str, model: str, data: Path | None, output: Path | None,
     out = output or Path("eval-runs") / _slug(f"{task.name}-{model}-{scoring}-{shots}shot")
     settings = settings_from()
     backend = load_generator_for(settings, model)
-    cfg = RunConfig(task=task, model=model, data_file=data_file, fewshot_file=fs_file,
-                    output=out, prompt=eval_prompt, scoring=scoring,  # type: ignore[arg-type]
-                    shots=shots, seed=seed, limit=limit, max_new_tokens=max_new_tokens)
+    cfg = RunConfig(
+        task=task,
+        model=model,
+        data_file=data_file,
+        fewshot_file=fs_file,
+        output=out,
+        prompt=eval_prompt,
+        scoring=scoring,  # type: ignore[arg-type]
+        shots=shots,
+        seed=seed,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+    )
     res = run_eval(cfg, items, pool, backend, progress=not quiet)
     meta = res.metadata
-    typer.echo(f"{task.name} | {model} | scoring={meta['scoring']} shots={shots} "
-               f"prompt={eval_prompt.tag} | scored {res.scored_now}, resumed {res.skipped}")
+    typer.echo(
+        f"{task.name} | {model} | scoring={meta['scoring']} shots={shots} "
+        f"prompt={eval_prompt.tag} | scored {res.scored_now}, resumed {res.skipped}"
+    )
     typer.echo(res.summary.line())
     typer.echo(f"run folder: {out}")
 
@@ -81,11 +114,24 @@ def _qa_command(task_name: str):  # type: ignore[no-untyped-def]
         max_new_tokens: MaxTokOpt = 32,
         quiet: QuietOpt = False,
     ) -> None:
-        run_qa(task_name, model, data, output, limit, scoring, shots, seed, prompt,
-               fewshot_data, max_new_tokens, quiet)
+        run_qa(
+            task_name,
+            model,
+            data,
+            output,
+            limit,
+            scoring,
+            shots,
+            seed,
+            prompt,
+            fewshot_data,
+            max_new_tokens,
+            quiet,
+        )
 
-    command.__doc__ = (f"Accuracy on {task_name} (95 % Wilson CI), per-item records, "
-                       "run metadata; resumable.")
+    command.__doc__ = (
+        f"Accuracy on {task_name} (95 % Wilson CI), per-item records, run metadata; resumable."
+    )
     return command
 
 
@@ -113,15 +159,18 @@ def compare(
     for col in ("", "accuracy", "95% CI (Wilson)"):
         t.add_column(col)
     for label, acc in (("A " + str(run_a), cmp.acc_a), ("B " + str(run_b), cmp.acc_b)):
-        t.add_row(label, f"{acc.value:.1%} ({acc.k}/{acc.n})",
-                  f"{acc.ci.low:.1%} - {acc.ci.high:.1%}")
+        t.add_row(
+            label, f"{acc.value:.1%} ({acc.k}/{acc.n})", f"{acc.ci.low:.1%} - {acc.ci.high:.1%}"
+        )
     d = cmp.difference_ci
     t.add_row("A - B", f"{cmp.difference:+.1%}", f"{d.low:+.1%} - {d.high:+.1%} (paired Wald)")
     con = Console()
     con.print(t)
     stat = "" if cmp.test.statistic is None else f", chi2={cmp.test.statistic:.3f}"
-    con.print(f"discordant: b (A right, B wrong) = {cmp.b}, c (A wrong, B right) = {cmp.c}; "
-              f"both right {cmp.both_correct}, both wrong {cmp.both_wrong}")
+    con.print(
+        f"discordant: b (A right, B wrong) = {cmp.b}, c (A wrong, B right) = {cmp.c}; "
+        f"both right {cmp.both_correct}, both wrong {cmp.both_wrong}"
+    )
     con.print(f"McNemar ({cmp.test.method}{stat}): p = {cmp.test.p_value:.4g}")
     if cmp.only_a or cmp.only_b:
         con.print(f"not shared: {cmp.only_a} items only in A, {cmp.only_b} only in B (ignored)")
@@ -131,11 +180,20 @@ def compare(
 
 @eval_app.command("cxr")
 def cxr(
-    labels: Annotated[Path, typer.Option(help="Labels CSV (NIH labels.csv 0/1 columns, or a "
-                                         "COVID-style metadata.csv with `finding`).")],
-    scores: Annotated[Path, typer.Option(help="Scores CSV/JSONL: image_file + one column per label.")],
-    label: Annotated[list[str] | None, typer.Option(
-        "--label", help="Only these labels (repeatable); default: all in both files.")] = None,
+    labels: Annotated[
+        Path,
+        typer.Option(
+            help="Labels CSV (NIH labels.csv 0/1 columns, or a "
+            "COVID-style metadata.csv with `finding`)."
+        ),
+    ],
+    scores: Annotated[
+        Path, typer.Option(help="Scores CSV/JSONL: image_file + one column per label.")
+    ],
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="Only these labels (repeatable); default: all in both files."),
+    ] = None,
     threshold: Annotated[float, typer.Option(help="score >= threshold counts as positive.")] = 0.5,
     n_boot: Annotated[int, typer.Option(min=0, help="Bootstrap replicates for CIs.")] = 1000,
     seed: SeedOpt = 0,
@@ -148,8 +206,13 @@ def cxr(
 
     y, s, keys = join(read_labels(labels), read_scores(scores), list(label) if label else None)
     rep = classification_report(y, s, threshold=threshold, n_boot=n_boot, seed=seed)
-    data = {"labels_file": str(labels), "scores_file": str(scores), "n_images": len(keys),
-            "threshold": threshold, **rep.to_dict()}
+    data = {
+        "labels_file": str(labels),
+        "scores_file": str(scores),
+        "n_images": len(keys),
+        "threshold": threshold,
+        **rep.to_dict(),
+    }
     if output:
         output.write_text(json.dumps(data, indent=2, default=str) + "\n")
     if as_json:
@@ -179,7 +242,9 @@ def _read_texts(path: Path, column: str | None = None) -> dict[str, dict[str, st
             rows = list(csv.DictReader(fh))
     else:
         try:
-            rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+            rows = [
+                json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()
+            ]
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSONL ({exc.msg}).") from exc
     out = {}
@@ -191,14 +256,20 @@ def _read_texts(path: Path, column: str | None = None) -> dict[str, dict[str, st
 
 @eval_app.command("reports")
 def reports(
-    pairs: Annotated[Path | None, typer.Option(
-        help="JSONL/CSV with `generated` and `reference` text per row (and an `id`).")] = None,
-    generated: Annotated[Path | None, typer.Option(
-        help="JSONL/CSV of generated reports (`id`, `report` or `text`).")] = None,
-    reference: Annotated[Path | None, typer.Option(
-        help="JSONL/CSV of reference reports, joined to --generated by id.")] = None,
-    uncertain: Annotated[str, typer.Option(
-        help="Uncertain findings count as negative (default) or positive.")] = "negative",
+    pairs: Annotated[
+        Path | None,
+        typer.Option(help="JSONL/CSV with `generated` and `reference` text per row (and an `id`)."),
+    ] = None,
+    generated: Annotated[
+        Path | None, typer.Option(help="JSONL/CSV of generated reports (`id`, `report` or `text`).")
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="JSONL/CSV of reference reports, joined to --generated by id."),
+    ] = None,
+    uncertain: Annotated[
+        str, typer.Option(help="Uncertain findings count as negative (default) or positive.")
+    ] = "negative",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -238,9 +309,12 @@ def reports(
         print_json(data)
         return
     typer.echo(f"{m.n} report pairs (uncertain findings counted {uncertain})")
-    typer.echo(f"CheXpert-label macro F1 {m.macro_f1:.3f} over {len(m.per_label) - len(m.undefined_labels)} "
-               f"labels with any positive; top-5 macro F1 {m.macro_f1_top5:.3f}; "
-               f"micro F1 {m.micro_f1:.3f}")
+    n_defined = len(m.per_label) - len(m.undefined_labels)
+    typer.echo(
+        f"CheXpert-label macro F1 {m.macro_f1:.3f} over {n_defined} "
+        f"labels with any positive; top-5 macro F1 {m.macro_f1_top5:.3f}; "
+        f"micro F1 {m.micro_f1:.3f}"
+    )
     typer.echo(f"BLEU-4 {m.bleu4:.4f} (BP {m.brevity_penalty:.3f}); ROUGE-L F1 {m.rouge_l:.4f}")
     for name, why in data["model_metrics"].items():
         typer.echo(f"{name}: {why}")

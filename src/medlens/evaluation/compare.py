@@ -31,14 +31,24 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "run_a": self.run_a, "run_b": self.run_b, "n": self.n,
-            "only_in_a": self.only_a, "only_in_b": self.only_b,
-            "accuracy_a": self.acc_a.to_dict(), "accuracy_b": self.acc_b.to_dict(),
-            "difference": self.difference, "difference_ci95": self.difference_ci.to_dict(),
-            "both_correct": self.both_correct, "a_only_correct": self.b,
-            "b_only_correct": self.c, "both_wrong": self.both_wrong,
-            "mcnemar": {"statistic": self.test.statistic, "p_value": self.test.p_value,
-                        "method": self.test.method},
+            "run_a": self.run_a,
+            "run_b": self.run_b,
+            "n": self.n,
+            "only_in_a": self.only_a,
+            "only_in_b": self.only_b,
+            "accuracy_a": self.acc_a.to_dict(),
+            "accuracy_b": self.acc_b.to_dict(),
+            "difference": self.difference,
+            "difference_ci95": self.difference_ci.to_dict(),
+            "both_correct": self.both_correct,
+            "a_only_correct": self.b,
+            "b_only_correct": self.c,
+            "both_wrong": self.both_wrong,
+            "mcnemar": {
+                "statistic": self.test.statistic,
+                "p_value": self.test.p_value,
+                "method": self.test.method,
+            },
             "warnings": list(self.warnings),
         }
 
@@ -71,10 +81,19 @@ def compare_runs(run_a: Path, run_b: Path) -> Comparison:
     n00 = len(shared) - n11 - n10 - n01
     n = len(shared)
     return Comparison(
-        run_a=str(run_a), run_b=str(run_b), n=n,
-        only_a=len(set(a) - set(b)), only_b=len(set(b) - set(a)),
-        acc_a=stats.accuracy(ca), acc_b=stats.accuracy(cb),
-        difference=(n10 - n01) / n, difference_ci=stats.paired_difference_ci(n10, n01, n),
-        both_correct=n11, b=n10, c=n01, both_wrong=n00,
-        test=stats.mcnemar(n10, n01), warnings=tuple(warnings),
+        run_a=str(run_a),
+        run_b=str(run_b),
+        n=n,
+        only_a=len(set(a) - set(b)),
+        only_b=len(set(b) - set(a)),
+        acc_a=stats.accuracy(ca),
+        acc_b=stats.accuracy(cb),
+        difference=(n10 - n01) / n,
+        difference_ci=stats.paired_difference_ci(n10, n01, n),
+        both_correct=n11,
+        b=n10,
+        c=n01,
+        both_wrong=n00,
+        test=stats.mcnemar(n10, n01),
+        warnings=tuple(warnings),
     )

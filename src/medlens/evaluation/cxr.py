@@ -38,8 +38,23 @@ class LabelMetrics:
     tn: int
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in ("label", "n", "n_pos", "threshold", "auc", "precision",
-                                           "recall", "f1", "tp", "fp", "fn", "tn")}
+        d = {
+            k: getattr(self, k)
+            for k in (
+                "label",
+                "n",
+                "n_pos",
+                "threshold",
+                "auc",
+                "precision",
+                "recall",
+                "f1",
+                "tp",
+                "fp",
+                "fn",
+                "tn",
+            )
+        }
         d["auc_ci95"] = self.auc_ci.to_dict()
         d["f1_ci95"] = self.f1_ci.to_dict()
         return d
@@ -59,9 +74,13 @@ class ClassificationReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "labels": {k: v.to_dict() for k, v in self.labels.items()},
-            "macro_auc": self.macro_auc, "macro_auc_ci95": self.macro_auc_ci.to_dict(),
-            "macro_f1": self.macro_f1, "macro_f1_ci95": self.macro_f1_ci.to_dict(),
-            "n_auc_labels": self.n_auc_labels, "n_boot": self.n_boot, "seed": self.seed,
+            "macro_auc": self.macro_auc,
+            "macro_auc_ci95": self.macro_auc_ci.to_dict(),
+            "macro_f1": self.macro_f1,
+            "macro_f1_ci95": self.macro_f1_ci.to_dict(),
+            "n_auc_labels": self.n_auc_labels,
+            "n_boot": self.n_boot,
+            "seed": self.seed,
         }
 
     def rows(self) -> list[list[str]]:
@@ -73,15 +92,37 @@ class ClassificationReport:
         def ci(i: stats.Interval) -> str:
             return "" if math.isnan(i.low) else f"[{i.low:.3f}, {i.high:.3f}]"
 
-        out = [[m.label, f"{m.n_pos}/{m.n}", f(m.auc), ci(m.auc_ci), f(m.precision),
-                f(m.recall), f(m.f1), ci(m.f1_ci)] for m in self.labels.values()]
-        out.append(["macro", "", f(self.macro_auc), ci(self.macro_auc_ci), "", "",
-                    f(self.macro_f1), ci(self.macro_f1_ci)])
+        out = [
+            [
+                m.label,
+                f"{m.n_pos}/{m.n}",
+                f(m.auc),
+                ci(m.auc_ci),
+                f(m.precision),
+                f(m.recall),
+                f(m.f1),
+                ci(m.f1_ci),
+            ]
+            for m in self.labels.values()
+        ]
+        out.append(
+            [
+                "macro",
+                "",
+                f(self.macro_auc),
+                ci(self.macro_auc_ci),
+                "",
+                "",
+                f(self.macro_f1),
+                ci(self.macro_f1_ci),
+            ]
+        )
         return out
 
 
-def _matrix(y_true: Mapping[str, Any], scores: Mapping[str, Any]) -> tuple[list[str], np.ndarray,
-                                                                              np.ndarray]:
+def _matrix(
+    y_true: Mapping[str, Any], scores: Mapping[str, Any]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
     labels = list(y_true)
     missing = [lbl for lbl in labels if lbl not in scores]
     if missing:
@@ -101,8 +142,12 @@ def _matrix(y_true: Mapping[str, Any], scores: Mapping[str, Any]) -> tuple[list[
 
 def _per_label(Y: np.ndarray, S: np.ndarray, thr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     aucs = np.array([stats.roc_auc(Y[:, j], S[:, j]) for j in range(Y.shape[1])])
-    f1s = np.array([stats.threshold_counts(Y[:, j], S[:, j], thr[j]).f1(zero_division=math.nan)
-                    for j in range(Y.shape[1])])
+    f1s = np.array(
+        [
+            stats.threshold_counts(Y[:, j], S[:, j], thr[j]).f1(zero_division=math.nan)
+            for j in range(Y.shape[1])
+        ]
+    )
     return aucs, f1s
 
 
@@ -129,8 +174,10 @@ def classification_report(
     then left out of macro F1, like AUC.
     """
     labels, Y, S = _matrix(y_true, scores)
-    thr = np.array([threshold[lbl] if isinstance(threshold, Mapping) else threshold
-                    for lbl in labels], dtype=float)
+    thr = np.array(
+        [threshold[lbl] if isinstance(threshold, Mapping) else threshold for lbl in labels],
+        dtype=float,
+    )
     aucs, f1s = _per_label(Y, S, thr)
     rng = np.random.default_rng(seed)
     n = Y.shape[0]
@@ -147,17 +194,30 @@ def classification_report(
     for j, lbl in enumerate(labels):
         c = stats.threshold_counts(Y[:, j], S[:, j], thr[j])
         per[lbl] = LabelMetrics(
-            label=lbl, n=n, n_pos=int(Y[:, j].sum()), threshold=float(thr[j]),
-            auc=float(aucs[j]), auc_ci=_ci(boot_auc[:, j], level) if not math.isnan(aucs[j])
+            label=lbl,
+            n=n,
+            n_pos=int(Y[:, j].sum()),
+            threshold=float(thr[j]),
+            auc=float(aucs[j]),
+            auc_ci=_ci(boot_auc[:, j], level)
+            if not math.isnan(aucs[j])
             else _ci(np.array([]), level),
-            precision=c.precision(zero_division=math.nan), recall=c.recall(zero_division=math.nan),
-            f1=float(f1s[j]), f1_ci=_ci(boot_f1[:, j], level) if not math.isnan(f1s[j])
-            else _ci(np.array([]), level),
-            tp=c.tp, fp=c.fp, fn=c.fn, tn=c.tn,
+            precision=c.precision(zero_division=math.nan),
+            recall=c.recall(zero_division=math.nan),
+            f1=float(f1s[j]),
+            f1_ci=_ci(boot_f1[:, j], level) if not math.isnan(f1s[j]) else _ci(np.array([]), level),
+            tp=c.tp,
+            fp=c.fp,
+            fn=c.fn,
+            tn=c.tn,
         )
     return ClassificationReport(
         labels=per,
-        macro_auc=stats.macro_mean(aucs.tolist()), macro_auc_ci=_ci(macro_auc_b, level),
-        macro_f1=stats.macro_mean(f1s.tolist()), macro_f1_ci=_ci(macro_f1_b, level),
-        n_auc_labels=int((~np.isnan(aucs)).sum()), n_boot=n_boot, seed=seed,
+        macro_auc=stats.macro_mean(aucs.tolist()),
+        macro_auc_ci=_ci(macro_auc_b, level),
+        macro_f1=stats.macro_mean(f1s.tolist()),
+        macro_f1_ci=_ci(macro_f1_b, level),
+        n_auc_labels=int((~np.isnan(aucs)).sum()),
+        n_boot=n_boot,
+        seed=seed,
     )

@@ -25,9 +25,22 @@ import numpy as np
 from medlens.errors import DataError
 
 KEY_COLUMNS = ("image_file", "id", "image", "path")
-NIH_FINDINGS = ("Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule",
-                "Pneumonia", "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis",
-                "Pleural_Thickening", "Hernia")
+NIH_FINDINGS = (
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
+    "Hernia",
+)
 
 
 def _key_column(fields: list[str], path: Path) -> str:
@@ -52,8 +65,9 @@ def read_labels(path: Path, labels: list[str] | None = None) -> dict[str, dict[s
     key = _key_column(fields, path)
     out: dict[str, dict[str, int]] = {}
     if "finding" in fields and not set(NIH_FINDINGS) & set(fields):
-        names = sorted({f.strip() for r in rows for f in (r["finding"] or "").split(",")
-                        if f.strip()})
+        names = sorted(
+            {f.strip() for r in rows for f in (r["finding"] or "").split(",") if f.strip()}
+        )
         for r in rows:
             present = {f.strip() for f in (r["finding"] or "").split(",")}
             out[r[key]] = {n: int(n in present) for n in names}
@@ -91,14 +105,18 @@ def read_scores(path: Path) -> dict[str, dict[str, float]]:
                 raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}).") from exc
             key = _key_column(list(row), path)
             vals = row.get("scores", {k: v for k, v in row.items() if k not in KEY_COLUMNS})
-            out[str(row[key])] = {k: _num(v, path, lineno) for k, v in vals.items()
-                                  if isinstance(v, int | float | str) and k not in KEY_COLUMNS}
+            out[str(row[key])] = {
+                k: _num(v, path, lineno)
+                for k, v in vals.items()
+                if isinstance(v, int | float | str) and k not in KEY_COLUMNS
+            }
     else:
         fields, rows = _read_csv(path)
         key = _key_column(fields, path)
         for lineno, r in enumerate(rows, 2):
-            out[r[key]] = {c: _num(r[c], path, lineno) for c in fields if c != key
-                           and _looks_numeric(r[c])}
+            out[r[key]] = {
+                c: _num(r[c], path, lineno) for c in fields if c != key and _looks_numeric(r[c])
+            }
     if not out:
         raise DataError(f"{path}: no score rows.")
     return out
@@ -122,9 +140,11 @@ def _num(v: Any, path: Path, lineno: int) -> float:
     return x
 
 
-def join(labels: dict[str, dict[str, int]], scores: dict[str, dict[str, float]],
-         wanted: list[str] | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
-                                                   list[str]]:
+def join(
+    labels: dict[str, dict[str, int]],
+    scores: dict[str, dict[str, float]],
+    wanted: list[str] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[str]]:
     """(y_true, scores) per label over the images present in both, and the joined keys."""
     keys = [k for k in labels if k in scores]
     if not keys:
@@ -134,8 +154,10 @@ def join(labels: dict[str, dict[str, int]], scores: dict[str, dict[str, float]],
             scores = {lb[name]: scores[sk] for name, sk in sb.items() if name in lb}
             keys = [k for k in labels if k in scores]
     if not keys:
-        raise DataError("No image in the scores file matches the labels file (join key: "
-                        "image_file / id, or unique file base names).")
+        raise DataError(
+            "No image in the scores file matches the labels file (join key: "
+            "image_file / id, or unique file base names)."
+        )
     label_names = list(next(iter(labels.values())))
     score_names = set.intersection(*(set(scores[k]) for k in keys))
     common = [n for n in (wanted or label_names) if n in score_names]
@@ -144,8 +166,10 @@ def join(labels: dict[str, dict[str, int]], scores: dict[str, dict[str, float]],
         if missing:
             raise DataError(f"Label(s) {missing} are missing from the labels or scores.")
     if not common:
-        raise DataError(f"No label is in both files (labels: {label_names[:6]}..., "
-                        f"scores: {sorted(score_names)[:6]}...).")
+        raise DataError(
+            f"No label is in both files (labels: {label_names[:6]}..., "
+            f"scores: {sorted(score_names)[:6]}...)."
+        )
     y = {n: np.array([labels[k][n] for k in keys], dtype=int) for n in common}
     s = {n: np.array([scores[k][n] for k in keys], dtype=float) for n in common}
     return y, s, keys

@@ -169,9 +169,7 @@ def read_pubmedqa(path: Path) -> list[QAItem]:
 
 
 TASKS: dict[str, TaskSpec] = {
-    "medqa": TaskSpec(
-        "medqa", "medqa/medqa_us_4opt_test_shared.jsonl", None, read_medqa, "mcq-v1"
-    ),
+    "medqa": TaskSpec("medqa", "medqa/medqa_us_4opt_test_shared.jsonl", None, read_medqa, "mcq-v1"),
     "medmcqa": TaskSpec(
         "medmcqa", "medmcqa/medmcqa_dev_shared_500.jsonl", None, read_medmcqa, "mcq-v1"
     ),

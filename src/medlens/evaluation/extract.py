@@ -126,7 +126,9 @@ def extract_letter(raw: str, options: Mapping[str, str] | Sequence[str]) -> Extr
     lead = re.match(rf"\s*(?:\*\*)?\s*[\(\[]?([{letters}])(?:[\)\]\.:]|\*\*)(?:\s|$)", body)
     if lead:
         tier2.append(lead.group(1))
-    for m in re.finditer(rf"[\(\[]\s*([{letters}])\s*[\)\]]|\*\*\s*([{letters}])\s*[\.\):]?\s*\*\*", body):
+    for m in re.finditer(
+        rf"[\(\[]\s*([{letters}])\s*[\)\]]|\*\*\s*([{letters}])\s*[\.\):]?\s*\*\*", body
+    ):
         tier2.append(m.group(1) or m.group(2))
     got = _decide(tier2, "format")
     if got:

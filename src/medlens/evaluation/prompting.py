@@ -23,8 +23,16 @@ from medlens.errors import ConfigError
 from medlens.evaluation.datasets import QAItem
 from medlens.models.protocols import ChatMessage
 
-_KEYS = ("name", "version", "instruction", "item", "option", "answer", "separator",
-         "generate_instruction")
+_KEYS = (
+    "name",
+    "version",
+    "instruction",
+    "item",
+    "option",
+    "answer",
+    "separator",
+    "generate_instruction",
+)
 
 
 @dataclass(frozen=True)
@@ -45,8 +53,9 @@ class EvalPrompt:
 
     def render_item(self, item: QAItem, *, with_answer: bool = False) -> str:
         options = "\n".join(self.option.format(label=k, text=v) for k, v in item.options.items())
-        text = self.item.format(question=item.question.strip(), options=options,
-                                context=item.context.strip())
+        text = self.item.format(
+            question=item.question.strip(), options=options, context=item.context.strip()
+        )
         if with_answer:
             text += self.answer.format(label=item.gold)
         return text
@@ -77,8 +86,10 @@ def load_eval_prompt(name_or_path: str) -> EvalPrompt:
     else:
         res = resources.files("medlens.evaluation").joinpath("prompts", f"{name_or_path}.toml")
         if not res.is_file():
-            raise ConfigError(f"Unknown evaluation prompt {name_or_path!r} (no built-in "
-                              "prompts/<name>.toml and no such .toml file).")
+            raise ConfigError(
+                f"Unknown evaluation prompt {name_or_path!r} (no built-in "
+                "prompts/<name>.toml and no such .toml file)."
+            )
         raw = res.read_bytes()
     try:
         data = tomllib.loads(raw.decode("utf-8"))

@@ -20,8 +20,19 @@ RECORDS = "records.jsonl"
 RUN = "run.json"
 SUMMARY = "summary.json"
 # Metadata that must match for a folder to be resumed (anything else may differ).
-RESUME_KEYS = ("task", "model", "scoring", "shots", "seed", "prompt", "prompt_version",
-               "prompt_sha256", "data_sha256", "fewshot_sha256", "max_new_tokens")
+RESUME_KEYS = (
+    "task",
+    "model",
+    "scoring",
+    "shots",
+    "seed",
+    "prompt",
+    "prompt_version",
+    "prompt_sha256",
+    "data_sha256",
+    "fewshot_sha256",
+    "max_new_tokens",
+)
 
 
 def read_records(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
@@ -40,10 +51,11 @@ def read_records(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
         last = i == len(lines) - 1  # no trailing newline: possibly torn
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
+        except json.JSONDecodeError as err:
             if last:
                 break
-            raise DataError(f"{path}: line {i + 1} is not valid JSON; the run folder is damaged.")
+            msg = f"{path}: line {i + 1} is not valid JSON; the run folder is damaged."
+            raise DataError(msg) from err
         if last:  # a complete JSON object without its newline: keep it, add the newline
             out.append(rec)
             good_bytes += len(line)
@@ -63,7 +75,8 @@ def read_records(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
 
 class RecordWriter:
     def __init__(self, path: Path) -> None:
-        self._fh = open(path, "a", encoding="utf-8")
+        # Held open across many writes (one per scored item); closed by close().
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -115,8 +128,10 @@ class Summary:
         a = self.accuracy
         if not self.n:
             return "accuracy: no items scored"
-        return (f"accuracy {a.value:.1%} ({a.k}/{a.n}), 95% CI {a.ci.low:.1%}-{a.ci.high:.1%} "
-                f"(Wilson); unparseable {self.unparseable}")
+        return (
+            f"accuracy {a.value:.1%} ({a.k}/{a.n}), 95% CI {a.ci.low:.1%}-{a.ci.high:.1%} "
+            f"(Wilson); unparseable {self.unparseable}"
+        )
 
 
 def summarize(records: list[dict[str, Any]]) -> Summary:
@@ -128,8 +143,9 @@ def summarize(records: list[dict[str, Any]]) -> Summary:
         n=n,
         correct=k,
         accuracy=acc,
-        accuracy_exact_ci=stats.clopper_pearson_ci(k, n) if n else stats.Interval(
-            float("nan"), float("nan"), "clopper-pearson"),
+        accuracy_exact_ci=stats.clopper_pearson_ci(k, n)
+        if n
+        else stats.Interval(float("nan"), float("nan"), "clopper-pearson"),
         unparseable=sum(1 for r in records if r.get("prediction") is None),
         gold_counts=dict(sorted(Counter(str(r["gold"]) for r in records).items())),
         prediction_counts=dict(sorted(Counter(str(r.get("prediction")) for r in records).items())),

@@ -49,7 +49,9 @@ class ReportMetrics:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def positive_labels(text: str, labels: Sequence[str], uncertain: Uncertain = "negative") -> set[str]:
+def positive_labels(
+    text: str, labels: Sequence[str], uncertain: Uncertain = "negative"
+) -> set[str]:
     """The labels the rule-based labeler finds positive in `text`."""
     from medlens.tasks.labeler import label_report
 
@@ -58,9 +60,12 @@ def positive_labels(text: str, labels: Sequence[str], uncertain: Uncertain = "ne
     return {lbl for lbl in labels if lbl in found and found[lbl].status in ok}
 
 
-def chexpert_counts(generated: Sequence[str], references: Sequence[str],
-                    labels: Sequence[str] | None = None,
-                    uncertain: Uncertain = "negative") -> dict[str, stats.BinaryCounts]:
+def chexpert_counts(
+    generated: Sequence[str],
+    references: Sequence[str],
+    labels: Sequence[str] | None = None,
+    uncertain: Uncertain = "negative",
+) -> dict[str, stats.BinaryCounts]:
     """Pooled TP/FP/FN/TN per label (reference = truth, generated = prediction)."""
     from medlens.tasks.labeler import CHEXPERT_LABELS
 
@@ -84,28 +89,41 @@ def chexpert_counts(generated: Sequence[str], references: Sequence[str],
     return {lbl: stats.BinaryCounts(tp[lbl], fp[lbl], fn[lbl], tn[lbl]) for lbl in labels}
 
 
-def report_metrics(generated: Sequence[str], references: Sequence[str],
-                   uncertain: Uncertain = "negative") -> ReportMetrics:
+def report_metrics(
+    generated: Sequence[str], references: Sequence[str], uncertain: Uncertain = "negative"
+) -> ReportMetrics:
     counts = chexpert_counts(generated, references, uncertain=uncertain)
     per = {}
     for lbl, c in counts.items():
-        per[lbl] = {"tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn,
-                    "precision": c.precision(math.nan), "recall": c.recall(math.nan),
-                    "f1": c.f1(math.nan)}
+        per[lbl] = {
+            "tp": c.tp,
+            "fp": c.fp,
+            "fn": c.fn,
+            "tn": c.tn,
+            "precision": c.precision(math.nan),
+            "recall": c.recall(math.nan),
+            "f1": c.f1(math.nan),
+        }
     f1 = {lbl: float(v["f1"]) for lbl, v in per.items()}
-    pooled = stats.BinaryCounts(sum(c.tp for c in counts.values()),
-                                sum(c.fp for c in counts.values()),
-                                sum(c.fn for c in counts.values()),
-                                sum(c.tn for c in counts.values()))
+    pooled = stats.BinaryCounts(
+        sum(c.tp for c in counts.values()),
+        sum(c.fp for c in counts.values()),
+        sum(c.fn for c in counts.values()),
+        sum(c.tn for c in counts.values()),
+    )
     bleu = text_metrics.corpus_bleu(generated, references)
     return ReportMetrics(
-        n=len(generated), per_label=per,
+        n=len(generated),
+        per_label=per,
         macro_f1=stats.macro_mean(f1),
         macro_f1_top5=stats.macro_mean([f1[lbl] for lbl in TOP5 if lbl in f1]),
         micro_f1=pooled.f1(math.nan),
         undefined_labels=tuple(lbl for lbl, v in f1.items() if math.isnan(v)),
-        bleu4=bleu.bleu, bleu_precisions=bleu.precisions, brevity_penalty=bleu.brevity_penalty,
-        rouge_l=text_metrics.rouge_l(generated, references), uncertain=uncertain,
+        bleu4=bleu.bleu,
+        bleu_precisions=bleu.precisions,
+        brevity_penalty=bleu.brevity_penalty,
+        rouge_l=text_metrics.rouge_l(generated, references),
+        uncertain=uncertain,
     )
 
 
@@ -114,12 +132,16 @@ def model_metrics_status() -> dict[str, str]:
     out = {}
     chexbert = os.environ.get("MEDLENS_CHEXBERT_CHECKPOINT")
     if not chexbert:
-        out["chexbert"] = ("skipped: set MEDLENS_CHEXBERT_CHECKPOINT to a local chexbert.pth "
-                           "(Stanford CheXbert weights are not bundled and are never downloaded)")
+        out["chexbert"] = (
+            "skipped: set MEDLENS_CHEXBERT_CHECKPOINT to a local chexbert.pth "
+            "(Stanford CheXbert weights are not bundled and are never downloaded)"
+        )
     elif not Path(chexbert).expanduser().is_file():
         out["chexbert"] = f"skipped: MEDLENS_CHEXBERT_CHECKPOINT={chexbert} does not exist"
     else:
         out["chexbert"] = "skipped: CheXbert scoring is not implemented in this version"
-    out["radgraph"] = ("skipped: RadGraph F1 needs the `radgraph` package and its local model "
-                       "weights; not implemented in this version")
+    out["radgraph"] = (
+        "skipped: RadGraph F1 needs the `radgraph` package and its local model "
+        "weights; not implemented in this version"
+    )
     return out

@@ -67,8 +67,9 @@ def choose_scoring(requested: Scoring, backend: object) -> Literal["loglik", "ge
     return requested
 
 
-def score_loglik(backend: LoglikelihoodScorer, prompt: EvalPrompt, item: QAItem,
-                 shots: list[QAItem]) -> dict[str, Any]:
+def score_loglik(
+    backend: LoglikelihoodScorer, prompt: EvalPrompt, item: QAItem, shots: list[QAItem]
+) -> dict[str, Any]:
     context = prompt.loglik_context(item, shots)
     conts = prompt.continuations(item)
     scores = [float(s) for s in backend.loglikelihood(context, conts)]
@@ -85,8 +86,14 @@ def score_loglik(backend: LoglikelihoodScorer, prompt: EvalPrompt, item: QAItem,
     }
 
 
-def score_generate(backend: Generator, prompt: EvalPrompt, item: QAItem, shots: list[QAItem],
-                   max_new_tokens: int, seed: int) -> dict[str, Any]:
+def score_generate(
+    backend: Generator,
+    prompt: EvalPrompt,
+    item: QAItem,
+    shots: list[QAItem],
+    max_new_tokens: int,
+    seed: int,
+) -> dict[str, Any]:
     messages = prompt.messages(item, shots)
     cfg = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, seed=seed)
     text, st = collect(backend, messages, cfg)
@@ -104,8 +111,16 @@ def _backend_meta(backend: object) -> dict[str, Any]:
     info = getattr(backend, "info", None)
     if info is None:
         return {}
-    keys = ("model_id", "backend", "source", "revision", "weights_hash", "dtype", "device",
-            "is_test")
+    keys = (
+        "model_id",
+        "backend",
+        "source",
+        "revision",
+        "weights_hash",
+        "dtype",
+        "device",
+        "is_test",
+    )
     return {k: getattr(info, k, None) for k in keys}
 
 
@@ -152,8 +167,14 @@ def _check_resumable(out: Path, meta: dict[str, Any]) -> None:
         )
 
 
-def run_eval(cfg: RunConfig, items: Sequence[QAItem], pool: Sequence[QAItem], backend: object,
-             *, progress: bool = True) -> RunResult:
+def run_eval(
+    cfg: RunConfig,
+    items: Sequence[QAItem],
+    pool: Sequence[QAItem],
+    backend: object,
+    *,
+    progress: bool = True,
+) -> RunResult:
     """Score `items` (already read, not yet limited) into cfg.output; resumes a partial run."""
     chosen = list(items[: cfg.limit] if cfg.limit else items)
     scoring = choose_scoring(cfg.scoring, backend)
@@ -183,12 +204,22 @@ def run_eval(cfg: RunConfig, items: Sequence[QAItem], pool: Sequence[QAItem], ba
                 if scoring == "loglik":
                     res = score_loglik(backend, cfg.prompt, item, shots)  # type: ignore[arg-type]
                 else:
-                    res = score_generate(backend, cfg.prompt, item, shots,  # type: ignore[arg-type]
-                                         cfg.max_new_tokens, cfg.seed)
-                record = {"id": item.id, "gold": item.gold, **res,
-                          "correct": res["prediction"] == item.gold,
-                          "shot_ids": [s.id for s in shots],
-                          "seconds": round(time.perf_counter() - t0, 4)}
+                    res = score_generate(
+                        backend,
+                        cfg.prompt,
+                        item,
+                        shots,  # type: ignore[arg-type]
+                        cfg.max_new_tokens,
+                        cfg.seed,
+                    )
+                record = {
+                    "id": item.id,
+                    "gold": item.gold,
+                    **res,
+                    "correct": res["prediction"] == item.gold,
+                    "shot_ids": [s.id for s in shots],
+                    "seconds": round(time.perf_counter() - t0, 4),
+                }
                 writer.write(record)
                 done[item.id] = record
                 scored += 1
@@ -200,8 +231,10 @@ def run_eval(cfg: RunConfig, items: Sequence[QAItem], pool: Sequence[QAItem], ba
     meta["status"] = "complete" if len(chosen_records) == len(chosen) else "partial"
     meta["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     rec.write_json(out / rec.RUN, meta)
-    rec.write_json(out / rec.SUMMARY, {"task": cfg.task.name, "model": cfg.model,
-                                       "scoring": scoring, **summary.to_dict()})
+    rec.write_json(
+        out / rec.SUMMARY,
+        {"task": cfg.task.name, "model": cfg.model, "scoring": scoring, **summary.to_dict()},
+    )
     return RunResult(out, summary, scored, len(chosen) - len(todo), meta)
 
 
@@ -216,15 +249,27 @@ class _progress:
     def __enter__(self) -> Any:
         if not self.enabled:
             return lambda: None
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
-        self._bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                             MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                             transient=False)
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
+        )
         self._bar.__enter__()
-        tid = self._bar.add_task(f"{self.cfg.task.name} {self.cfg.model}", total=self.total,
-                                 completed=self.completed)
+        tid = self._bar.add_task(
+            f"{self.cfg.task.name} {self.cfg.model}", total=self.total, completed=self.completed
+        )
         return lambda: self._bar.advance(tid)
 
     def __exit__(self, *exc: object) -> None:

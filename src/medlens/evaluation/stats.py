@@ -200,13 +200,18 @@ class BinaryCounts:
         return 2 * self.tp / d if d else zero_division
 
 
-def binary_counts(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> BinaryCounts:
+def binary_counts(
+    y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray
+) -> BinaryCounts:
     y = _binary(y_true)
     p = _binary(y_pred)
     if y.shape != p.shape:
         raise ValueError("labels and predictions differ in shape")
     return BinaryCounts(
-        tp=int((y & p).sum()), fp=int((~y & p).sum()), fn=int((y & ~p).sum()), tn=int((~y & ~p).sum())
+        tp=int((y & p).sum()),
+        fp=int((~y & p).sum()),
+        fn=int((y & ~p).sum()),
+        tn=int((~y & ~p).sum()),
     )
 
 
@@ -267,7 +272,11 @@ def bootstrap_ci(
     good = out[~np.isnan(out)]
     lo, hi = _percentile_interval(good, level)
     return BootstrapResult(
-        estimate, Interval(lo, hi, "percentile-bootstrap", level), n_boot, int(n_boot - good.size), seed
+        estimate,
+        Interval(lo, hi, "percentile-bootstrap", level),
+        n_boot,
+        int(n_boot - good.size),
+        seed,
     )
 
 

@@ -43,9 +43,11 @@ class BleuResult:
     ref_len: int
 
 
-def corpus_bleu_tokens(hypotheses: Sequence[Sequence[str]],
-                       references: Sequence[Sequence[Sequence[str]]],
-                       max_n: int = 4) -> BleuResult:
+def corpus_bleu_tokens(
+    hypotheses: Sequence[Sequence[str]],
+    references: Sequence[Sequence[Sequence[str]]],
+    max_n: int = 4,
+) -> BleuResult:
     """BLEU over pre-tokenised segments; references[i] is a list of references for hyp i."""
     if len(hypotheses) != len(references):
         raise ValueError("hypotheses and references differ in number")
