@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -54,18 +55,21 @@ def _record(source: str, **kw: object) -> ModelRecord:
 
 
 @pytest.fixture(scope="module")
-def raw_gen(gguf_file: Path) -> llamacpp.LlamaCppGenerator:
-    return llamacpp.load_generator(_record(f"gguf:{gguf_file}?chat_format=raw&n_threads=2"))
+def raw_gen(gguf_file: Path) -> Iterator[llamacpp.LlamaCppGenerator]:
+    gen = llamacpp.load_generator(_record(f"gguf:{gguf_file}?chat_format=raw&n_threads=2"))
+    yield gen
+    gen.close()
 
 
 @pytest.fixture(scope="module")
-def chat_gen(gguf_file: Path) -> llamacpp.LlamaCppGenerator:
+def chat_gen(gguf_file: Path) -> Iterator[llamacpp.LlamaCppGenerator]:
     from medlens.config import load_settings
     from medlens.models import loader
 
     gen = loader.load_generator(_record(f"gguf:{gguf_file}"), load_settings())
     assert isinstance(gen, llamacpp.LlamaCppGenerator)  # dispatched by scheme
-    return gen
+    yield gen
+    gen.close()
 
 
 def test_generates_coherent_english(raw_gen):

@@ -105,10 +105,12 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def vision_gen(converted):
     model, mmproj = converted
-    return llamacpp.load_generator(ModelRecord(
+    gen = llamacpp.load_generator(ModelRecord(
         id="test/medgemma-realtext-gguf", kind="generator",
         source=f"gguf:{model}?mmproj={mmproj}&n_threads=2", context_length=1024,
         modalities=("text", "image"), is_test=True))
+    yield gen
+    gen.close()
 
 
 def test_xray_through_mmproj(vision_gen, nih_images):

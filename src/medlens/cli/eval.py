@@ -43,6 +43,19 @@ MaxTokOpt = Annotated[int, typer.Option(min=1, help="Token cap for --scoring gen
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
+def _json_safe(obj: object) -> object:
+    """NaN/inf (undefined AUC or F1) -> null: the files and stdout stay strict JSON."""
+    import math
+
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "-" for c in text).strip("-")
 
@@ -206,15 +219,15 @@ def cxr(
 
     y, s, keys = join(read_labels(labels), read_scores(scores), list(label) if label else None)
     rep = classification_report(y, s, threshold=threshold, n_boot=n_boot, seed=seed)
-    data = {
+    data = _json_safe({
         "labels_file": str(labels),
         "scores_file": str(scores),
         "n_images": len(keys),
         "threshold": threshold,
         **rep.to_dict(),
-    }
+    })
     if output:
-        output.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        output.write_text(json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
     if as_json:
         print_json(data)
         return
@@ -302,9 +315,9 @@ def reports(
     if not gens:
         raise DataError("No report pairs to score.")
     m = report_metrics(gens, refs, uncertain=uncertain)  # type: ignore[arg-type]
-    data = {**m.to_dict(), "model_metrics": model_metrics_status()}
+    data = _json_safe({**m.to_dict(), "model_metrics": model_metrics_status()})
     if output:
-        output.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        output.write_text(json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
     if as_json:
         print_json(data)
         return

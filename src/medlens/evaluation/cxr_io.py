@@ -6,8 +6,9 @@ Labels:
   joined by ", " as in "COVID-19, ARDS"); each distinct diagnosis becomes a 0/1 label.
 Any CSV with an `image_file` (or `id`) column and 0/1 columns works like the NIH one.
 
-Scores: CSV with `image_file` (or `id`) plus one numeric column per label, or JSONL rows
-`{"image_file": ..., "scores": {label: score}}` (flat label keys also accepted).
+Scores: CSV with `image_file` (or `id`) plus one numeric column per label, JSONL rows
+`{"image_file": ..., "scores": {label: score}}` (flat label keys also accepted), or the
+JSON that `medlens classify IMAGES --json` prints (`results[].image` / `.probabilities`).
 Rows are joined on the key; when exact keys differ (absolute vs relative paths) file
 base names are used if they are unique on both sides.
 """
@@ -96,6 +97,9 @@ def read_scores(path: Path) -> dict[str, dict[str, float]]:
     if path.suffix.lower() in (".jsonl", ".json"):
         if not path.is_file():
             raise DataError(f"File not found: {path}")
+        classified = _classify_output(path)
+        if classified is not None:
+            return classified
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not line.strip():
                 continue
@@ -117,6 +121,26 @@ def read_scores(path: Path) -> dict[str, dict[str, float]]:
             out[r[key]] = {
                 c: _num(r[c], path, lineno) for c in fields if c != key and _looks_numeric(r[c])
             }
+    if not out:
+        raise DataError(f"{path}: no score rows.")
+    return out
+
+
+def _classify_output(path: Path) -> dict[str, dict[str, float]] | None:
+    """Scores from `medlens classify --json` output; None when the file is not that."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # JSONL (several documents) or broken: the line reader reports it
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        return None
+    out: dict[str, dict[str, float]] = {}
+    for i, row in enumerate(doc["results"], 1):
+        if not isinstance(row, dict) or not isinstance(row.get("probabilities"), dict):
+            raise DataError(f"{path}: result {i} has no probabilities.")
+        out[str(row.get("image", i))] = {
+            k: _num(v, path, i) for k, v in row["probabilities"].items()
+        }
     if not out:
         raise DataError(f"{path}: no score rows.")
     return out

@@ -106,6 +106,13 @@ class LlamaCppGenerator:
     def __repr__(self) -> str:
         return f"LlamaCppGenerator({self.info.source!r})"
 
+    def close(self) -> None:
+        """Free the llama.cpp context now (its __del__ can fail at interpreter exit)."""
+        with self._lock:
+            close = getattr(self.llm, "close", None)
+            if close is not None:
+                close()
+
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
