@@ -286,9 +286,18 @@ def reports(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write JSON here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """CheXpert-style label F1 (rule-based labeler), BLEU-4 and ROUGE-L; offline."""
+    """CheXpert-style label F1 (rule-based labeler), BLEU-4 and ROUGE-L; offline.
+
+    CheXbert F1 is added when MEDLENS_CHEXBERT_CHECKPOINT (chexbert.pth) and
+    MEDLENS_CHEXBERT_BERT (folder with bert-base-uncased config.json + vocab.txt) are set.
+    """
     from medlens.errors import DataError
-    from medlens.evaluation.report_metrics import model_metrics_status, report_metrics
+    from medlens.evaluation import chexbert
+    from medlens.evaluation.report_metrics import (
+        chexbert_metrics,
+        model_metrics_status,
+        report_metrics,
+    )
 
     if uncertain not in ("negative", "positive"):
         raise ConfigError("--uncertain must be negative or positive.")
@@ -315,7 +324,13 @@ def reports(
     if not gens:
         raise DataError("No report pairs to score.")
     m = report_metrics(gens, refs, uncertain=uncertain)  # type: ignore[arg-type]
-    data = _json_safe({**m.to_dict(), "model_metrics": model_metrics_status()})
+    cb = None
+    # Opting in (checkpoint env set) makes a broken setup an error, not a silent skip.
+    if chexbert.requested():
+        cb = chexbert_metrics(gens, refs, uncertain=uncertain)  # type: ignore[arg-type]
+    status = model_metrics_status()
+    extra = {"chexbert": cb.to_dict()} if cb else {}
+    data = _json_safe({**m.to_dict(), **extra, "model_metrics": status})
     if output:
         output.write_text(json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
     if as_json:
@@ -329,8 +344,15 @@ def reports(
         f"micro F1 {m.micro_f1:.3f}"
     )
     typer.echo(f"BLEU-4 {m.bleu4:.4f} (BP {m.brevity_penalty:.3f}); ROUGE-L F1 {m.rouge_l:.4f}")
-    for name, why in data["model_metrics"].items():
-        typer.echo(f"{name}: {why}")
+    if cb:
+        n_cb = len(cb.per_label) - len(cb.undefined_labels)
+        typer.echo(
+            f"CheXbert-label macro F1 {cb.macro_f1:.3f} over {n_cb} labels with any "
+            f"positive; top-5 macro F1 {cb.macro_f1_top5:.3f}; micro F1 {cb.micro_f1:.3f}"
+        )
+    for name, why in status.items():
+        if not (name == "chexbert" and cb):
+            typer.echo(f"{name}: {why}")
 
 
 def register(app: typer.Typer) -> None:

@@ -12,17 +12,22 @@ generated or the reference reports has 0/0 and is left out, and reported as such
 "Top-5" macro F1 uses Cardiomegaly, Edema, Consolidation, Atelectasis, Pleural Effusion
 (the CheXpert competition labels MedGemma's card reports).
 
-Text overlap: corpus BLEU-4 and mean ROUGE-L F1 (`text_metrics`). Model-based metrics
-(CheXbert, RadGraph) are not bundled: `model_metrics_status()` says why they are skipped.
+Text overlap: corpus BLEU-4 and mean ROUGE-L F1 (`text_metrics`).
+
+Model-based metrics are optional and never downloaded. CheXbert F1 (`chexbert_metrics`)
+labels both sides with the original Stanford CheXbert checkpoint (`chexbert` module: needs
+the `hf` extra, MEDLENS_CHEXBERT_CHECKPOINT and MEDLENS_CHEXBERT_BERT) and scores them with
+the same F1 code: positive = CheXbert class 1, uncertain (class 3) per `uncertain`.
+RadGraph F1 is not supported: it needs the separate `radgraph` package (with its own
+AllenNLP-era model and weights) and no MedLens code runs it. `model_metrics_status()`
+says which model-based metrics are available and why the others are skipped.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from medlens.evaluation import stats, text_metrics
@@ -60,23 +65,15 @@ def positive_labels(
     return {lbl for lbl in labels if lbl in found and found[lbl].status in ok}
 
 
-def chexpert_counts(
-    generated: Sequence[str],
-    references: Sequence[str],
-    labels: Sequence[str] | None = None,
-    uncertain: Uncertain = "negative",
+def counts_from_sets(
+    generated: Sequence[set[str]], references: Sequence[set[str]], labels: Sequence[str]
 ) -> dict[str, stats.BinaryCounts]:
-    """Pooled TP/FP/FN/TN per label (reference = truth, generated = prediction)."""
-    from medlens.tasks.labeler import CHEXPERT_LABELS
-
+    """Pooled TP/FP/FN/TN per label from the positive-label sets of each report pair."""
     if len(generated) != len(references):
         raise ValueError("generated and reference reports differ in number")
-    labels = tuple(labels or CHEXPERT_LABELS)
     tp = dict.fromkeys(labels, 0)
     fp, fn, tn = dict(tp), dict(tp), dict(tp)
-    for gen, ref in zip(generated, references, strict=True):
-        g = positive_labels(gen, labels, uncertain)
-        r = positive_labels(ref, labels, uncertain)
+    for g, r in zip(generated, references, strict=True):
         for lbl in labels:
             if lbl in g and lbl in r:
                 tp[lbl] += 1
@@ -89,10 +86,36 @@ def chexpert_counts(
     return {lbl: stats.BinaryCounts(tp[lbl], fp[lbl], fn[lbl], tn[lbl]) for lbl in labels}
 
 
-def report_metrics(
-    generated: Sequence[str], references: Sequence[str], uncertain: Uncertain = "negative"
-) -> ReportMetrics:
-    counts = chexpert_counts(generated, references, uncertain=uncertain)
+def chexpert_counts(
+    generated: Sequence[str],
+    references: Sequence[str],
+    labels: Sequence[str] | None = None,
+    uncertain: Uncertain = "negative",
+) -> dict[str, stats.BinaryCounts]:
+    """Pooled TP/FP/FN/TN per label (reference = truth, generated = prediction)."""
+    from medlens.tasks.labeler import CHEXPERT_LABELS
+
+    if len(generated) != len(references):
+        raise ValueError("generated and reference reports differ in number")
+    labels = tuple(labels or CHEXPERT_LABELS)
+    return counts_from_sets(
+        [positive_labels(t, labels, uncertain) for t in generated],
+        [positive_labels(t, labels, uncertain) for t in references],
+        labels,
+    )
+
+
+@dataclass(frozen=True)
+class LabelF1:
+    per_label: dict[str, dict[str, float | int]]
+    macro_f1: float
+    macro_f1_top5: float
+    micro_f1: float
+    undefined_labels: tuple[str, ...]
+
+
+def label_f1(counts: dict[str, stats.BinaryCounts]) -> LabelF1:
+    """Per-label P/R/F1 (nan when undefined), macro, top-5 macro and micro F1."""
     per = {}
     for lbl, c in counts.items():
         per[lbl] = {
@@ -111,14 +134,27 @@ def report_metrics(
         sum(c.fn for c in counts.values()),
         sum(c.tn for c in counts.values()),
     )
-    bleu = text_metrics.corpus_bleu(generated, references)
-    return ReportMetrics(
-        n=len(generated),
+    return LabelF1(
         per_label=per,
         macro_f1=stats.macro_mean(f1),
         macro_f1_top5=stats.macro_mean([f1[lbl] for lbl in TOP5 if lbl in f1]),
         micro_f1=pooled.f1(math.nan),
         undefined_labels=tuple(lbl for lbl, v in f1.items() if math.isnan(v)),
+    )
+
+
+def report_metrics(
+    generated: Sequence[str], references: Sequence[str], uncertain: Uncertain = "negative"
+) -> ReportMetrics:
+    f = label_f1(chexpert_counts(generated, references, uncertain=uncertain))
+    bleu = text_metrics.corpus_bleu(generated, references)
+    return ReportMetrics(
+        n=len(generated),
+        per_label=f.per_label,
+        macro_f1=f.macro_f1,
+        macro_f1_top5=f.macro_f1_top5,
+        micro_f1=f.micro_f1,
+        undefined_labels=f.undefined_labels,
         bleu4=bleu.bleu,
         bleu_precisions=bleu.precisions,
         brevity_penalty=bleu.brevity_penalty,
@@ -127,21 +163,78 @@ def report_metrics(
     )
 
 
+@dataclass(frozen=True)
+class ChexbertMetrics:
+    n: int
+    per_label: dict[str, dict[str, float | int]]
+    macro_f1: float
+    macro_f1_top5: float
+    micro_f1: float
+    undefined_labels: tuple[str, ...]
+    uncertain: str
+    checkpoint: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def chexbert_positive(labels: dict[str, int], uncertain: Uncertain = "negative") -> set[str]:
+    """Conditions CheXbert calls positive (class 1; class 3 too when uncertain='positive')."""
+    from medlens.evaluation.chexbert import POSITIVE, UNCERTAIN
+
+    ok = {POSITIVE, UNCERTAIN} if uncertain == "positive" else {POSITIVE}
+    return {cond for cond, cls in labels.items() if cls in ok}
+
+
+def chexbert_metrics(
+    generated: Sequence[str],
+    references: Sequence[str],
+    uncertain: Uncertain = "negative",
+    labeler: Any = None,
+) -> ChexbertMetrics:
+    """CheXbert-label F1 (14 observations); loads the labeler from the env unless given."""
+    from medlens.evaluation import chexbert
+
+    if len(generated) != len(references):
+        raise ValueError("generated and reference reports differ in number")
+    lab = labeler or chexbert.load_labeler()
+    # One pass over both sides: batches fill up and the model runs once per text.
+    labels = lab.label([*generated, *references])
+    sets = [chexbert_positive(x, uncertain) for x in labels]
+    n = len(generated)
+    f = label_f1(counts_from_sets(sets[:n], sets[n:], chexbert.CONDITIONS))
+    return ChexbertMetrics(
+        n=n,
+        per_label=f.per_label,
+        macro_f1=f.macro_f1,
+        macro_f1_top5=f.macro_f1_top5,
+        micro_f1=f.micro_f1,
+        undefined_labels=f.undefined_labels,
+        uncertain=uncertain,
+        checkpoint=str(lab.checkpoint),
+    )
+
+
 def model_metrics_status() -> dict[str, str]:
-    """Why each model-based metric is (not) available: never downloads anything."""
+    """Why each model-based metric is (not) available: never downloads or loads anything."""
+    from medlens.errors import MedLensError
+    from medlens.evaluation import chexbert
+
     out = {}
-    chexbert = os.environ.get("MEDLENS_CHEXBERT_CHECKPOINT")
-    if not chexbert:
+    if not chexbert.requested():
         out["chexbert"] = (
-            "skipped: set MEDLENS_CHEXBERT_CHECKPOINT to a local chexbert.pth "
+            f"skipped: set {chexbert.CHECKPOINT_ENV} to a local chexbert.pth and "
+            f"{chexbert.BERT_ENV} to a folder with bert-base-uncased config.json + vocab.txt "
             "(Stanford CheXbert weights are not bundled and are never downloaded)"
         )
-    elif not Path(chexbert).expanduser().is_file():
-        out["chexbert"] = f"skipped: MEDLENS_CHEXBERT_CHECKPOINT={chexbert} does not exist"
     else:
-        out["chexbert"] = "skipped: CheXbert scoring is not implemented in this version"
+        try:
+            p = chexbert.resolve_paths()
+            out["chexbert"] = f"available: {p.checkpoint} (BERT files in {p.bert_dir})"
+        except MedLensError as err:
+            out["chexbert"] = f"skipped: {err}"
     out["radgraph"] = (
-        "skipped: RadGraph F1 needs the `radgraph` package and its local model "
-        "weights; not implemented in this version"
+        "skipped: RadGraph F1 is not supported: it needs the separate `radgraph` package "
+        "and its AllenNLP-era model weights, which MedLens does not run"
     )
     return out
