@@ -45,7 +45,8 @@ def test_eval_cxr_cli_on_classify_output(tmp_path, shared_data, nih_images, tiny
 
     # Recompute every defined AUC from the two files, joined by image base name.
     truth = {Path(k).name: v for k, v in read_labels(labels_file).items()}
-    probs = {Path(r["image"]).name: r["probabilities"] for r in json.loads(res_json(scores_file))}
+    results = json.loads(scores_file.read_text())["results"]
+    probs = {Path(r["image"]).name: r["probabilities"] for r in results}
     common = sorted(set(next(iter(truth.values()))) & set(next(iter(probs.values()))))
     assert {"Atelectasis", "Cardiomegaly", "Pneumothorax"} <= set(common)
     checked = 0
@@ -65,10 +66,6 @@ def test_eval_cxr_cli_on_classify_output(tmp_path, shared_data, nih_images, tiny
               "--n-boot", "50"],
     )
     assert text.exit_code == 0 and "30 images" in text.output and "AUC" in text.output
-
-
-def res_json(path: Path) -> str:
-    return json.dumps(json.loads(path.read_text())["results"])
 
 
 def test_eval_reports_cli(tmp_path):
