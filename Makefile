@@ -34,5 +34,10 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 
+# Benchmark smoke run (small shapes, < 2 min); the full-size run is documented in
+# docs/benchmarks.md. Results go to .cache/ (the committed ones: benchmarks/results/).
+bench-quick: install
+	$(BIN)/python benchmarks/run.py --quick --out .cache/bench-quick
+
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -122,7 +122,15 @@ def _load(model: str | ModelRecord, settings: Any, kind: ModelKind, device: str 
                 _CACHE[key] = factory(record, settings)
             return _CACHE[key]
     dev, dt = _device_dtype(record, settings, device, dtype)
-    key = (record.id, record.source, kind, dev, dt)
+    key_dtype = dt
+    if kind == "generator":
+        from medlens.models.fastpath.options import parse_options
+
+        # int8/int4 (record option or MEDLENS_QUANTIZE) is a different loaded model.
+        quantize = parse_options(record.options).quantize
+        if quantize != "none":
+            key_dtype = f"{dt}+{quantize}"
+    key = (record.id, record.source, kind, dev, key_dtype)
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]

@@ -356,13 +356,21 @@ def load_generator(
     if device_map is None:
         model.to(device)
     model.eval()
+    # Fast CPU path (issue #8): weight-only int8/int4 decoder linears when the record's
+    # `options = { quantize = "int8" }` or MEDLENS_QUANTIZE asks for it. The default is
+    # "none": weights exactly as published. Provenance shows it as e.g. "bfloat16+int8"
+    # (compute dtype + weight format), so quantized output never passes for bf16 output.
+    from medlens.models.fastpath import apply_fastpath
+
+    apply_fastpath(model, record.options)
+    quantized = getattr(model, "medlens_fastpath").quantize  # noqa: B009 (set just above)
     info = BackendInfo(
         model_id=record.id,
         backend="transformers",
         source=record.source,
         revision=record.revision,
         weights_hash=weights_hash,
-        dtype=dtype,
+        dtype=dtype if quantized == "none" else f"{dtype}+{quantized}",
         device=device,
         is_test=record.is_test,
     )
