@@ -37,21 +37,29 @@ Uncertain = Literal["negative", "positive"]
 
 
 @dataclass(frozen=True)
-class ReportMetrics:
-    n: int
+class LabelF1:
+    """Label F1 over report pairs, whichever labeler produced the labels."""
+
     per_label: dict[str, dict[str, float | int]]
     macro_f1: float
     macro_f1_top5: float
     micro_f1: float
     undefined_labels: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class ReportMetrics(LabelF1):
+    """Rule-based label F1 plus BLEU-4 and ROUGE-L."""
+
+    n: int
     bleu4: float
     bleu_precisions: tuple[float, ...]
     brevity_penalty: float
     rouge_l: float
     uncertain: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 def positive_labels(
@@ -105,15 +113,6 @@ def chexpert_counts(
     )
 
 
-@dataclass(frozen=True)
-class LabelF1:
-    per_label: dict[str, dict[str, float | int]]
-    macro_f1: float
-    macro_f1_top5: float
-    micro_f1: float
-    undefined_labels: tuple[str, ...]
-
-
 def label_f1(counts: dict[str, stats.BinaryCounts]) -> LabelF1:
     """Per-label P/R/F1 (nan when undefined), macro, top-5 macro and micro F1."""
     per = {}
@@ -149,12 +148,8 @@ def report_metrics(
     f = label_f1(chexpert_counts(generated, references, uncertain=uncertain))
     bleu = text_metrics.corpus_bleu(generated, references)
     return ReportMetrics(
+        **vars(f),
         n=len(generated),
-        per_label=f.per_label,
-        macro_f1=f.macro_f1,
-        macro_f1_top5=f.macro_f1_top5,
-        micro_f1=f.micro_f1,
-        undefined_labels=f.undefined_labels,
         bleu4=bleu.bleu,
         bleu_precisions=bleu.precisions,
         brevity_penalty=bleu.brevity_penalty,
@@ -164,18 +159,12 @@ def report_metrics(
 
 
 @dataclass(frozen=True)
-class ChexbertMetrics:
+class ChexbertMetrics(LabelF1):
+    """Label F1 with CheXbert as the labeler."""
+
     n: int
-    per_label: dict[str, dict[str, float | int]]
-    macro_f1: float
-    macro_f1_top5: float
-    micro_f1: float
-    undefined_labels: tuple[str, ...]
     uncertain: str
     checkpoint: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 def chexbert_positive(labels: dict[str, int], uncertain: Uncertain = "negative") -> set[str]:
@@ -204,12 +193,8 @@ def chexbert_metrics(
     n = len(generated)
     f = label_f1(counts_from_sets(sets[:n], sets[n:], chexbert.CONDITIONS))
     return ChexbertMetrics(
+        **vars(f),
         n=n,
-        per_label=f.per_label,
-        macro_f1=f.macro_f1,
-        macro_f1_top5=f.macro_f1_top5,
-        micro_f1=f.micro_f1,
-        undefined_labels=f.undefined_labels,
         uncertain=uncertain,
         checkpoint=str(lab.checkpoint),
     )
