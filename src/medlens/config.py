@@ -35,9 +35,7 @@ def config_file_path() -> Path | None:
 class Settings(BaseSettings):
     """MedLens settings. Env vars are the field names upper-cased with `MEDLENS_`."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="MEDLENS_", extra="ignore", validate_default=True
-    )
+    model_config = SettingsConfigDict(env_prefix="MEDLENS_", extra="ignore", validate_default=True)
 
     data_dir: Path = Field(
         DEFAULT_DATA_DIR, description="Folder for the store, images, caches and test models."
@@ -57,9 +55,7 @@ class Settings(BaseSettings):
     )
     max_new_tokens: int = Field(300, ge=1, le=8192, description="Report length cap in tokens.")
     language: str = Field("en", description="Default output language (ISO 639-1).")
-    demo: bool = Field(
-        False, description="Run the built-in test models (output is meaningless)."
-    )
+    demo: bool = Field(False, description="Run the built-in test models (output is meaningless).")
 
     # server
     host: str = Field("127.0.0.1", description="Bind address (loopback unless auth is set).")

@@ -13,10 +13,17 @@ import typer
 
 from medlens.cli.common import print_json, settings_from
 
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Encoder registry id or PATH "
-                                               "(default: settings.encoder).")]
-LabelsOpt = Annotated[str, typer.Option("--labels", help="Built-in label set (cxr, dermatology, "
-                                        "pathology, fundus) or a .toml/.json file.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Encoder registry id or PATH (default: settings.encoder)."),
+]
+LabelsOpt = Annotated[
+    str,
+    typer.Option(
+        "--labels",
+        help="Built-in label set (cxr, dermatology, pathology, fundus) or a .toml/.json file.",
+    ),
+]
 
 
 def _banner(encoder: object) -> str:
@@ -45,15 +52,25 @@ def register(app: typer.Typer) -> None:
         encoder, record = load_encoder_for(settings_from(), model)
         probs = zero_shot(encoder, image_parts(ingested, record.preprocess), label_set)
         if as_json:
-            print_json({"label_set": label_set.name, "label_set_version": label_set.version,
-                        "mode": label_set.mode, "encoder": encoder.info.model_id,
-                        "results": [{"image": str(p), "probabilities": pr}
-                                    for p, pr in zip(images, probs, strict=True)],
-                        "disclaimer": _banner(encoder)})
+            print_json(
+                {
+                    "label_set": label_set.name,
+                    "label_set_version": label_set.version,
+                    "mode": label_set.mode,
+                    "encoder": encoder.info.model_id,
+                    "results": [
+                        {"image": str(p), "probabilities": pr}
+                        for p, pr in zip(images, probs, strict=True)
+                    ],
+                    "disclaimer": _banner(encoder),
+                }
+            )
             return
         for path, pr in zip(images, probs, strict=True):
-            typer.echo(f"{path.name}  (label set {label_set.name} v{label_set.version}, "
-                       f"{label_set.mode}, encoder {encoder.info.model_id})")
+            typer.echo(
+                f"{path.name}  (label set {label_set.name} v{label_set.version}, "
+                f"{label_set.mode}, encoder {encoder.info.model_id})"
+            )
             items = list(pr.items())
             if label_set.mode == "multiclass":
                 items.sort(key=lambda kv: -kv[1])
@@ -89,10 +106,14 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  {name:<28} n={e['n']:<4} AUC -   ({e.get('note', '')})")
             else:
                 lo, hi = e["auc_ci95"]
-                typer.echo(f"  {name:<28} n={e['n']:<4} pos={e['n_positive']:<4} "
-                           f"AUC {e['auc']:.3f} [{lo:.3f}, {hi:.3f}]")
+                typer.echo(
+                    f"  {name:<28} n={e['n']:<4} pos={e['n_positive']:<4} "
+                    f"AUC {e['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
+                )
         macro = res["macro_auc"]
-        typer.echo(f"macro AUC over {res['labels_with_auc']} labels: "
-                   f"{'-' if macro is None else f'{macro:.3f}'}")
+        typer.echo(
+            f"macro AUC over {res['labels_with_auc']} labels: "
+            f"{'-' if macro is None else f'{macro:.3f}'}"
+        )
         for cid, why in res["failed"]:
             typer.echo(f"skipped {cid}: {why}", err=True)

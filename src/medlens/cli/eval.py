@@ -219,13 +219,15 @@ def cxr(
 
     y, s, keys = join(read_labels(labels), read_scores(scores), list(label) if label else None)
     rep = classification_report(y, s, threshold=threshold, n_boot=n_boot, seed=seed)
-    data = _json_safe({
-        "labels_file": str(labels),
-        "scores_file": str(scores),
-        "n_images": len(keys),
-        "threshold": threshold,
-        **rep.to_dict(),
-    })
+    data = _json_safe(
+        {
+            "labels_file": str(labels),
+            "scores_file": str(scores),
+            "n_images": len(keys),
+            "threshold": threshold,
+            **rep.to_dict(),
+        }
+    )
     if output:
         output.write_text(json.dumps(data, indent=2, default=str, allow_nan=False) + "\n")
     if as_json:

@@ -33,55 +33,112 @@ def register(app: typer.Typer) -> None:
 
 def interpret_cmd(
     images: Annotated[list[Path], typer.Argument(help="Current image(s): PNG, JPEG or DICOM.")],
-    prior: Annotated[list[Path] | None, typer.Option(
-        "--prior", help="A prior image of the same patient (repeatable).")] = None,
-    lateral: Annotated[list[Path] | None, typer.Option(
-        "--lateral", help="A lateral view of the current study (repeatable).")] = None,
-    prompt: Annotated[str | None, typer.Option(
-        help="Your own instruction instead of the built-in report prompt.")] = None,
-    model: Annotated[str | None, typer.Option(
-        help="Generator: registry id or PATH (default: settings.generator).")] = None,
-    encoder: Annotated[str | None, typer.Option(
-        help="Encoder for finding scores: registry id or PATH (default: settings.encoder).")
+    prior: Annotated[
+        list[Path] | None,
+        typer.Option("--prior", help="A prior image of the same patient (repeatable)."),
     ] = None,
-    language: Annotated[str | None, typer.Option(
-        help="Report language (ISO 639-1: en, es, fr, de, pt, zh, hi, ...).")] = None,
-    back_translate: Annotated[bool, typer.Option(
-        "--back-translate/--no-back-translate",
-        help="For non-English reports: translate back to English and cross-check it.")
+    lateral: Annotated[
+        list[Path] | None,
+        typer.Option("--lateral", help="A lateral view of the current study (repeatable)."),
+    ] = None,
+    prompt: Annotated[
+        str | None, typer.Option(help="Your own instruction instead of the built-in report prompt.")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Generator: registry id or PATH (default: settings.generator)."),
+    ] = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            help="Encoder for finding scores: registry id or PATH (default: settings.encoder)."
+        ),
+    ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(help="Report language (ISO 639-1: en, es, fr, de, pt, zh, hi, ...)."),
+    ] = None,
+    back_translate: Annotated[
+        bool,
+        typer.Option(
+            "--back-translate/--no-back-translate",
+            help="For non-English reports: translate back to English and cross-check it.",
+        ),
     ] = True,
-    context: Annotated[str | None, typer.Option(
-        help="Clinical indication / context (treated as untrusted data).")] = None,
-    ehr: Annotated[Path | None, typer.Option(
-        help="FHIR R4 bundle (JSON): adds a concise patient context.")] = None,
-    ask: Annotated[list[str] | None, typer.Option(
-        "--ask", help="A follow-up question after the report (repeatable).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the Interpretation JSON.")
-                        ] = False,
-    no_scores: Annotated[bool, typer.Option(
-        "--no-scores", help="Skip the encoder (no finding scores or cross-check).")] = False,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Report length cap (tokens).")
-                              ] = None,
-    modality: Annotated[str, typer.Option(
-        help="cxr (default: gate, scores, cross-check, urgency), dermatology, pathology, "
-        "fundus or ct (report prompt + scores where a label set exists).")] = "cxr",
-    similar: Annotated[int, typer.Option(
-        help="Similar cases to show from the case library, when one exists (0: none).")] = 5,
+    context: Annotated[
+        str | None, typer.Option(help="Clinical indication / context (treated as untrusted data).")
+    ] = None,
+    ehr: Annotated[
+        Path | None, typer.Option(help="FHIR R4 bundle (JSON): adds a concise patient context.")
+    ] = None,
+    ask: Annotated[
+        list[str] | None,
+        typer.Option("--ask", help="A follow-up question after the report (repeatable)."),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the Interpretation JSON.")
+    ] = False,
+    no_scores: Annotated[
+        bool,
+        typer.Option("--no-scores", help="Skip the encoder (no finding scores or cross-check)."),
+    ] = False,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Report length cap (tokens).")] = None,
+    modality: Annotated[
+        str,
+        typer.Option(
+            help="cxr (default: gate, scores, cross-check, urgency), dermatology, pathology, "
+            "fundus or ct (report prompt + scores where a label set exists)."
+        ),
+    ] = "cxr",
+    similar: Annotated[
+        int,
+        typer.Option(
+            help="Similar cases to show from the case library, when one exists (0: none)."
+        ),
+    ] = 5,
 ) -> None:
     """Draft a report for chest X-ray image(s), with scores, cross-check and urgency."""
     try:
-        _run(images, prior or [], lateral or [], prompt, model, encoder, language,
-             back_translate, context, ehr, ask or [], json_out, no_scores, max_new_tokens,
-             similar, modality)
+        _run(
+            images,
+            prior or [],
+            lateral or [],
+            prompt,
+            model,
+            encoder,
+            language,
+            back_translate,
+            context,
+            ehr,
+            ask or [],
+            json_out,
+            no_scores,
+            max_new_tokens,
+            similar,
+            modality,
+        )
     except MedLensError as err:
         fail(err)
 
 
-def _run(images: list[Path], priors: list[Path], laterals: list[Path], prompt: str | None,
-         model: str | None, encoder_id: str | None, language: str | None,
-         back_translate: bool, context: str | None, ehr: Path | None, ask: list[str],
-         json_out: bool, no_scores: bool, max_new_tokens: int | None,
-         similar: int = 0, modality: str = "cxr") -> None:
+def _run(
+    images: list[Path],
+    priors: list[Path],
+    laterals: list[Path],
+    prompt: str | None,
+    model: str | None,
+    encoder_id: str | None,
+    language: str | None,
+    back_translate: bool,
+    context: str | None,
+    ehr: Path | None,
+    ask: list[str],
+    json_out: bool,
+    no_scores: bool,
+    max_new_tokens: int | None,
+    similar: int = 0,
+    modality: str = "cxr",
+) -> None:
     from rich.console import Console
 
     from medlens.errors import ConfigError
@@ -130,11 +187,19 @@ def _run(images: list[Path], priors: list[Path], laterals: list[Path], prompt: s
     status(f"models ready in {load_s:.1f}s: {gen_rec.id}" + (f", {enc_rec.id}" if enc_rec else ""))
 
     study_ctx = _context(context, ehr, generator, gen_rec)
-    study = Study.from_ingested(current, priors=prior_imgs, laterals=lateral_imgs,
-                                context=study_ctx, modality=modality)
+    study = Study.from_ingested(
+        current, priors=prior_imgs, laterals=lateral_imgs, context=study_ctx, modality=modality
+    )
     options = InterpretOptions.from_records(
-        gen_rec, enc_rec, settings, language=lang, back_translate=back_translate,
-        prompt=prompt, scores=not no_scores, similar_k=max(similar, 1))
+        gen_rec,
+        enc_rec,
+        settings,
+        language=lang,
+        back_translate=back_translate,
+        prompt=prompt,
+        scores=not no_scores,
+        similar_k=max(similar, 1),
+    )
     library = _library(settings, enc, similar)
     is_test = gen_rec.is_test or bool(enc_rec and enc_rec.is_test)
     if is_test and not quiet:
@@ -142,8 +207,7 @@ def _run(images: list[Path], priors: list[Path], laterals: list[Path], prompt: s
 
     result = None
     streaming = False
-    for ev in interpret_events(study, options, generator=generator, encoder=enc,
-                               library=library):
+    for ev in interpret_events(study, options, generator=generator, encoder=enc, library=library):
         if ev.kind == "stage" and not quiet:
             if streaming:
                 out.print()
@@ -199,8 +263,11 @@ def _context(text: str | None, ehr: Path | None, generator, record):
 
     if ehr is None:
         return StudyContext(indication=text)
-    ctx = patient_context(ehr, budget_tokens=estimate_budget(record.context_length),
-                          count_tokens=generator.count_tokens)
+    ctx = patient_context(
+        ehr,
+        budget_tokens=estimate_budget(record.context_length),
+        count_tokens=generator.count_tokens,
+    )
     return StudyContext(indication=text, age=ctx.age_band, sex=ctx.sex, ehr_summary=ctx.text)
 
 
@@ -212,8 +279,10 @@ def _print_summary(out: Console, r: Interpretation, turns: list) -> None:
         out.print("[bold red]No report: the image gate refused every current image.[/bold red]")
     for g in r.gate:
         mark = "[green]accepted[/green]" if g.accepted else "[red]refused[/red]"
-        out.print(f"image {g.image_index + 1} ({g.source_name}, {g.timepoint} {g.view}): "
-                  f"{mark} - {g.reason}")
+        out.print(
+            f"image {g.image_index + 1} ({g.source_name}, {g.timepoint} {g.view}): "
+            f"{mark} - {g.reason}"
+        )
     scores = r.scores_for(next((b.image_index for b in r.finding_scores), None))
     if scores:
         table = Table(title="Finding scores (zero-shot encoder)", show_lines=False)
@@ -232,12 +301,18 @@ def _print_summary(out: Console, r: Interpretation, turns: list) -> None:
         else:
             out.print("Cross-check: no disagreements.")
     if r.similar_cases:
-        out.print("Similar cases: " + "; ".join(
-            f"{c.case_id} ({c.score:.2f}{': ' + ', '.join(c.labels) if c.labels else ''})"
-            for c in r.similar_cases))
+        out.print(
+            "Similar cases: "
+            + "; ".join(
+                f"{c.case_id} ({c.score:.2f}{': ' + ', '.join(c.labels) if c.labels else ''})"
+                for c in r.similar_cases
+            )
+        )
     if r.language_check is not None:
-        out.print(f"Back-translation check ({r.language_check.language}): "
-                  + ("; ".join(r.language_check.mismatches) or "no mismatches"))
+        out.print(
+            f"Back-translation check ({r.language_check.language}): "
+            + ("; ".join(r.language_check.mismatches) or "no mismatches")
+        )
     if r.urgency is not None:
         out.print(f"[bold]Urgency: {r.urgency.level.upper()}[/bold]")
         for reason in r.urgency.reasons:
@@ -251,8 +326,10 @@ def _print_summary(out: Console, r: Interpretation, turns: list) -> None:
     p = r.provenance
     if p.generator:
         g = p.generator
-        out.print(f"Model: {g.model_id} (revision {g.revision}, weights "
-                  f"{g.weights_hash[:12]}, {g.backend}/{g.device}/{g.dtype})")
+        out.print(
+            f"Model: {g.model_id} (revision {g.revision}, weights "
+            f"{g.weights_hash[:12]}, {g.backend}/{g.device}/{g.dtype})"
+        )
     if p.encoder:
         e = p.encoder
         out.print(f"Encoder: {e.model_id} (revision {e.revision}, weights {e.weights_hash[:12]})")
@@ -260,8 +337,7 @@ def _print_summary(out: Console, r: Interpretation, turns: list) -> None:
         out.print(f"Prompt: {p.prompt.name} v{p.prompt.version} ({p.prompt.prompt_format})")
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in p.timings.items() if "." not in k)
     out.print(f"Timings: {timings}")
-    out.print(f"MedLens {p.medlens_version}; inputs: "
-              + ", ".join(i.sha256[:12] for i in p.inputs))
+    out.print(f"MedLens {p.medlens_version}; inputs: " + ", ".join(i.sha256[:12] for i in p.inputs))
     if r.test_model_label:
         out.print(f"[bold yellow]{r.test_model_label}[/bold yellow]")
     out.print(f"[bold]{DISCLAIMER}[/bold] {r.verification_notice}")

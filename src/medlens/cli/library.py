@@ -9,17 +9,25 @@ import typer
 
 from medlens.cli.common import print_json, settings_from
 
-library_app = typer.Typer(help="Case library: add labelled images, search by image or text.",
-                          no_args_is_help=True)
-ModelOpt = Annotated[str | None, typer.Option("--model", help="Encoder registry id or PATH "
-                                               "(default: settings.encoder).")]
+library_app = typer.Typer(
+    help="Case library: add labelled images, search by image or text.", no_args_is_help=True
+)
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="Encoder registry id or PATH (default: settings.encoder)."),
+]
 LibOpt = Annotated[str, typer.Option("--library", help="Library name.")]
 
 
 @library_app.command("add")
 def add_cmd(
-    source: Annotated[Path, typer.Argument(help="Folder of images (uses its labels.csv / "
-                                           "metadata.csv when present) or a labelled CSV.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="Folder of images (uses its labels.csv / "
+            "metadata.csv when present) or a labelled CSV."
+        ),
+    ],
     model: ModelOpt = None,
     library: LibOpt = "default",
 ) -> None:
@@ -35,11 +43,14 @@ def add_cmd(
         raise typer.Exit(1)
     encoder, record = load_encoder_for(settings, model)
     with CaseLibrary.open(settings, library) as lib:
-        rep = lib.add_cases(encoder, record, cases,
-                            progress=lambda d, n: typer.echo(f"  {d}/{n}", err=True))
+        rep = lib.add_cases(
+            encoder, record, cases, progress=lambda d, n: typer.echo(f"  {d}/{n}", err=True)
+        )
         total = lib.size()
-    typer.echo(f"library {library}: added {rep.added} case(s) ({rep.embedded} embedded, "
-               f"{rep.cached} from cache), {len(rep.failed)} failed; {total} case(s) in total.")
+    typer.echo(
+        f"library {library}: added {rep.added} case(s) ({rep.embedded} embedded, "
+        f"{rep.cached} from cache), {len(rep.failed)} failed; {total} case(s) in total."
+    )
     for cid, why in rep.failed:
         typer.echo(f"  failed {cid}: {why}", err=True)
     if rep.failed and not rep.added:
@@ -61,7 +72,7 @@ def search_cmd(
     from medlens.tasks.library import CaseLibrary
 
     if (image is None) == (text is None):
-        raise ConfigError("Give a query IMAGE or --text \"...\" (exactly one).")
+        raise ConfigError('Give a query IMAGE or --text "..." (exactly one).')
     settings = settings_from()
     encoder, record = load_encoder_for(settings, model)
     with CaseLibrary.open(settings, library) as lib:
@@ -76,12 +87,19 @@ def search_cmd(
 
             results = lib.search_images(encoder, record, [ingest(image)], k)[0]  # type: ignore[arg-type]
     if as_json:
-        print_json({"library": library, "query": text or str(image),
-                    "results": [r.to_dict() for r in results]})
+        print_json(
+            {
+                "library": library,
+                "query": text or str(image),
+                "results": [r.to_dict() for r in results],
+            }
+        )
         return
     if not results:
-        typer.echo(f"no case in {library!r} has a vector for this encoder; "
-                   "run `medlens library embed --model ...`")
+        typer.echo(
+            f"no case in {library!r} has a vector for this encoder; "
+            "run `medlens library embed --model ...`"
+        )
         return
     typer.echo(f"{'rank':>4}  {'similarity':>10}  {'file':<28} {'case':<32} labels")
     for r in results:
@@ -89,8 +107,9 @@ def search_cmd(
         if "finding" in r.attributes and r.attributes["finding"] not in pos:
             pos = [r.attributes["finding"], *pos]
         pos = pos or ["-"]
-        typer.echo(f"{r.rank:>4}  {r.similarity:>10.4f}  {r.filename:<28} {r.case_id:<32} "
-                   f"{', '.join(pos)}")
+        typer.echo(
+            f"{r.rank:>4}  {r.similarity:>10.4f}  {r.filename:<28} {r.case_id:<32} {', '.join(pos)}"
+        )
 
 
 @library_app.command("list")
@@ -124,8 +143,10 @@ def embed_cmd(model: ModelOpt = None, library: LibOpt = "default") -> None:
 
 
 @library_app.command("remove")
-def remove_cmd(library: LibOpt = "default",
-               yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+def remove_cmd(
+    library: LibOpt = "default",
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
+) -> None:
     """Remove a library's cases (cached vectors and blobs stay; they are content-addressed)."""
     from medlens.tasks.library import CaseLibrary
 

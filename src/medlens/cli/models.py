@@ -74,8 +74,9 @@ def list_models(as_json: JsonOpt = False) -> None:
 
 
 @models_app.command("info")
-def info(model: Annotated[str, typer.Argument(help="Registry id or PATH.")],
-         as_json: JsonOpt = False) -> None:
+def info(
+    model: Annotated[str, typer.Argument(help="Registry id or PATH.")], as_json: JsonOpt = False
+) -> None:
     """One record (preprocessing, prompt format, dtype) and its local status."""
     from medlens.models.backends import SCHEME_BACKEND, backend_status
     from medlens.models.registry import load_registry
@@ -92,8 +93,20 @@ def info(model: Annotated[str, typer.Argument(help="Registry id or PATH.")],
     if as_json:
         print_json(data)
         return
-    for key in ("id", "kind", "source", "revision", "modalities", "prompt_format", "dtype",
-                "context_length", "gated", "thinking", "is_test", "description"):
+    for key in (
+        "id",
+        "kind",
+        "source",
+        "revision",
+        "modalities",
+        "prompt_format",
+        "dtype",
+        "context_length",
+        "gated",
+        "thinking",
+        "is_test",
+        "description",
+    ):
         value = data[key]
         if isinstance(value, list | tuple):
             value = ", ".join(value)
@@ -105,8 +118,10 @@ def info(model: Annotated[str, typer.Argument(help="Registry id or PATH.")],
             f" (pad {pre['pad_value']}), {pre['resample']}, antialias={pre['antialias']},"
             f" mean={list(pre['mean'])} std={list(pre['std'])}"
         )
-    typer.echo(f"{'backend':<15} {backend} ({'installed' if available else 'not installed'}:"
-               f" pip install 'medlens[{extra}]')")
+    typer.echo(
+        f"{'backend':<15} {backend} ({'installed' if available else 'not installed'}:"
+        f" pip install 'medlens[{extra}]')"
+    )
     if row["available"]:
         typer.echo(f"{'local':<15} {row['where']} ({_human_size(row['size_bytes'])})")
     else:
@@ -156,8 +171,10 @@ def make_test(
     built = make_test_models(target, realtext=not no_realtext, force=force)
     for name, path in built.items():
         typer.echo(f"{name:<20} {path}")
-    typer.echo(f"Built/checked {len(built)} test models in {time.perf_counter() - start:.1f} s. "
-               "TEST MODELS: output is not medical.")
+    typer.echo(
+        f"Built/checked {len(built)} test models in {time.perf_counter() - start:.1f} s. "
+        "TEST MODELS: output is not medical."
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -9,8 +9,9 @@ import typer
 
 from medlens.cli.common import print_json, settings_from
 
-probe_app = typer.Typer(help="Train and inspect probes (logistic regression on embeddings).",
-                        no_args_is_help=True)
+probe_app = typer.Typer(
+    help="Train and inspect probes (logistic regression on embeddings).", no_args_is_help=True
+)
 
 
 def _summary(probe: object) -> list[str]:
@@ -50,21 +51,34 @@ def train_cmd(
         X, y, _, groups = lib.labelled_data(label)
         enc_id = lib.encoder_id
     probe = train_probe(
-        X, y, name=name or label, label=label, encoder_id=enc_id, folds=folds, C=c,
-        threshold_rule=threshold, n_boot=n_boot, seed=seed,
-        training={"library": library, "label_source": "case library labels"}, groups=groups,
+        X,
+        y,
+        name=name or label,
+        label=label,
+        encoder_id=enc_id,
+        folds=folds,
+        C=c,
+        threshold_rule=threshold,
+        n_boot=n_boot,
+        seed=seed,
+        training={"library": library, "label_source": "case library labels"},
+        groups=groups,
     )
     path = save_probe(probe, out or settings.data_path / "probes")
     for line in _summary(probe):
         typer.echo(line)
     typer.echo(f"saved {path}")
-    typer.echo(f"use it: MEDLENS_PROBES='{{\"{probe.name}\": \"{path}\"}}' "
-               "or a [probes] table in config.toml")
+    typer.echo(
+        f'use it: MEDLENS_PROBES=\'{{"{probe.name}": "{path}"}}\' '
+        "or a [probes] table in config.toml"
+    )
 
 
 @probe_app.command("show")
-def show_cmd(path: Annotated[Path, typer.Argument(help="Probe JSON file.")],
-             as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show_cmd(
+    path: Annotated[Path, typer.Argument(help="Probe JSON file.")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """Print a probe's metadata and metrics (verifies its sha256)."""
     from medlens.tasks.probes import load_probe
 
@@ -95,8 +109,10 @@ def evaluate_cmd(
     probe = load_probe(path)
     encoder, record = load_encoder_for(settings_from(), model)
     if encoder_id(encoder) != probe.encoder_id:
-        raise ConfigError(f"Probe was trained on {probe.encoder_id}, not {encoder_id(encoder)}; "
-                          "pass the matching --model.")
+        raise ConfigError(
+            f"Probe was trained on {probe.encoder_id}, not {encoder_id(encoder)}; "
+            "pass the matching --model."
+        )
     print_json(evaluate_probe(probe, encoder, record, find_cases(source), n_boot=n_boot))
 
 

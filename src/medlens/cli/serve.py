@@ -18,13 +18,18 @@ def _help(name: str) -> str:
 def serve(
     host: Annotated[str | None, typer.Option(help=_help("host"))] = None,
     port: Annotated[int | None, typer.Option(help=_help("port"))] = None,
-    demo: Annotated[bool | None, typer.Option(
-        "--demo/--no-demo", help="Run the built-in test models under a DEMO banner "
-        "(output is meaningless). Same as MEDLENS_DEMO=1.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(
-        help=_help("data_dir") + " [env: MEDLENS_DATA_DIR]")] = None,
-    workers: Annotated[int | None, typer.Option(
-        help=_help("workers"))] = None,
+    demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--demo/--no-demo",
+            help="Run the built-in test models under a DEMO banner "
+            "(output is meaningless). Same as MEDLENS_DEMO=1.",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help=_help("data_dir") + " [env: MEDLENS_DATA_DIR]")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help=_help("workers"))] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the X-ray Interpreter (web page + API) on the embedded store."""
@@ -37,10 +42,19 @@ def serve(
     check_bind(settings.host, settings)
     app = create_app(settings)
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
-    typer.echo(f"MedLens serving on http://{shown}:{settings.port}  (data: {settings.data_path})"
-               + ("  DEMO MODE: test models, output is meaningless" if settings.demo else ""))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level,
-                proxy_headers=False, server_header=False, timeout_graceful_shutdown=10)
+    typer.echo(
+        f"MedLens serving on http://{shown}:{settings.port}  (data: {settings.data_path})"
+        + ("  DEMO MODE: test models, output is meaningless" if settings.demo else "")
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
 
 
 def register(app: typer.Typer) -> None:

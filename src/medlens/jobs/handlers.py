@@ -109,8 +109,7 @@ def _study_for_task(job: Job, ctx: Any) -> Any:
     study = ctx.store.get_study(job.study_id)
     if study is None:
         return None
-    ingested = [ingest(ctx.store.blobs.read(img.sha256), name=img.filename)
-                for img in study.images]
+    ingested = [ingest(ctx.store.blobs.read(img.sha256), name=img.filename) for img in study.images]
     c = study.context
     context = StudyContext(indication=c.get("indication"), age=c.get("age"), sex=c.get("sex"))
     return Study.from_ingested(ingested, context=context, study_id=study.id)
@@ -152,8 +151,13 @@ def handle_interpret(job: Job, ctx: Any) -> dict[str, Any]:
     library = _library(ctx.settings)
     try:
         interpretation = interpret(
-            study, options, generator=models.generator, encoder=models.encoder,
-            library=library, on_event=_EventBridge(ctx, 0.1, 0.98))
+            study,
+            options,
+            generator=models.generator,
+            encoder=models.encoder,
+            library=library,
+            on_event=_EventBridge(ctx, 0.1, 0.98),
+        )
     finally:
         if library is not None:
             library.close()
@@ -179,8 +183,9 @@ def handle_followup(job: Job, ctx: Any) -> dict[str, Any]:
         return {"skipped": "question not found"}
     ctx.progress(0.15, "Loading models")
     models = shared_models(ctx.settings)
-    conv = Conversation.start(study, Interpretation.model_validate(data),
-                              _options(ctx.settings, study_language(job, ctx)))
+    conv = Conversation.start(
+        study, Interpretation.model_validate(data), _options(ctx.settings, study_language(job, ctx))
+    )
     # Earlier answered turns, in order (an unanswered question is skipped).
     earlier = [m for m in messages if m.seq < seq]
     for q, a in itertools.pairwise(earlier):

@@ -18,7 +18,7 @@ GEMMA3_CHAT_TEMPLATE = (
     "{%- endif -%}"
     "{%- set loop_messages = messages[1:] -%}"
     "{%- else -%}"
-    "{%- set first_user_prefix = \"\" -%}"
+    '{%- set first_user_prefix = "" -%}'
     "{%- set loop_messages = messages -%}"
     "{%- endif -%}"
     "{%- for message in loop_messages -%}"
@@ -26,7 +26,7 @@ GEMMA3_CHAT_TEMPLATE = (
     "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}"
     "{%- endif -%}"
     "{%- if (message['role'] == 'assistant') -%}"
-    "{%- set role = \"model\" -%}"
+    '{%- set role = "model" -%}'
     "{%- else -%}"
     "{%- set role = message['role'] -%}"
     "{%- endif -%}"

@@ -33,20 +33,19 @@ def missing_message(record: ModelRecord, detail: str = "") -> str:
     if record.is_test:
         return (
             f"Test model {record.id!r} is not built yet ({src.location}). "
-            "Build it with: medlens models make-test"
-            + (f" ({detail})" if detail else "")
+            "Build it with: medlens models make-test" + (f" ({detail})" if detail else "")
         )
     if src.scheme == "hf":
         gated = (
             f" It is gated: accept the {HAI_DEF_TERMS} on https://huggingface.co/{src.location},"
             " then log in with `hf auth login` (or set HF_TOKEN / MEDLENS_HF_TOKEN)."
-            if record.gated else ""
+            if record.gated
+            else ""
         )
         return (
             f"Model {record.id!r} ({src.location}) is not in the local Hugging Face cache."
             f"{gated} Download it with `medlens models pull {record.id}`, or point MedLens at "
-            "a local checkpoint folder with --model PATH."
-            + (f" ({detail})" if detail else "")
+            "a local checkpoint folder with --model PATH." + (f" ({detail})" if detail else "")
         )
     return (
         f"Model {record.id!r}: nothing found at {src.location}. Pass an existing checkpoint "
@@ -60,8 +59,12 @@ def local_snapshot(repo_id: str, revision: str = "main") -> Path | None:
         from huggingface_hub import snapshot_download
 
         # HF_HUB_CACHE read per call (huggingface_hub reads it once at import).
-        path = snapshot_download(repo_id, revision=revision, local_files_only=True,
-                                 cache_dir=os.environ.get("HF_HUB_CACHE") or None)
+        path = snapshot_download(
+            repo_id,
+            revision=revision,
+            local_files_only=True,
+            cache_dir=os.environ.get("HF_HUB_CACHE") or None,
+        )
     except Exception:  # LocalEntryNotFoundError, offline errors, bad cache: all "not here"
         return None
     root = Path(path)
@@ -100,13 +103,24 @@ def _size(path: Path) -> int:
 def local_status(record: ModelRecord) -> LocalStatus:
     src = record.parsed_source
     if src.scheme == "openai":
-        return LocalStatus(record.id, True, src.location, "remote server (checked when used)",
-                           is_test=record.is_test)
+        return LocalStatus(
+            record.id,
+            True,
+            src.location,
+            "remote server (checked when used)",
+            is_test=record.is_test,
+        )
     path = checkpoint_path(record)
     if path is None:
         return LocalStatus(record.id, False, "", missing_message(record), is_test=record.is_test)
-    return LocalStatus(record.id, True, str(path), "", _size(path.resolve()),
-                       is_test=record.is_test or (path / TEST_MODEL_MARKER).is_file())
+    return LocalStatus(
+        record.id,
+        True,
+        str(path),
+        "",
+        _size(path.resolve()),
+        is_test=record.is_test or (path / TEST_MODEL_MARKER).is_file(),
+    )
 
 
 def pull(record: ModelRecord, token: str | None = None) -> Path:
@@ -132,7 +146,9 @@ def pull(record: ModelRecord, token: str | None = None) -> Path:
 
     try:
         path = snapshot_download(
-            src.location, revision=record.revision or "main", token=token,
+            src.location,
+            revision=record.revision or "main",
+            token=token,
             allow_patterns=["*.json", "*.safetensors", "*.model", "*.jinja", "*.txt"],
         )
     except GatedRepoError as exc:

@@ -86,8 +86,9 @@ def _is_within(path: Path, folder: Path) -> bool:
     return True
 
 
-def _device_dtype(record: ModelRecord, settings: Any, device: str | None,
-                  dtype: str | None) -> tuple[str, str]:
+def _device_dtype(
+    record: ModelRecord, settings: Any, device: str | None, dtype: str | None
+) -> tuple[str, str]:
     from medlens.models.backends.torch_runtime import (
         check_dtype_name,
         resolve_device,
@@ -97,12 +98,19 @@ def _device_dtype(record: ModelRecord, settings: Any, device: str | None,
     requested_dtype = dtype or getattr(settings, "dtype", "auto") or "auto"
     check_dtype_name(requested_dtype)  # refuse fp16 before anything heavy happens
     dev = resolve_device(device or getattr(settings, "device", "auto") or "auto")
-    return dev, resolve_dtype(requested_dtype, device=dev, record_dtype=record.dtype,
-                              is_test=record.is_test)
+    return dev, resolve_dtype(
+        requested_dtype, device=dev, record_dtype=record.dtype, is_test=record.is_test
+    )
 
 
-def _load(model: str | ModelRecord, settings: Any, kind: ModelKind, device: str | None,
-          dtype: str | None, build_test_models: bool) -> Any:
+def _load(
+    model: str | ModelRecord,
+    settings: Any,
+    kind: ModelKind,
+    device: str | None,
+    dtype: str | None,
+    build_test_models: bool,
+) -> Any:
     if settings is None:
         from medlens.config import load_settings
 
@@ -145,14 +153,26 @@ def _load(model: str | ModelRecord, settings: Any, kind: ModelKind, device: str 
         return loaded
 
 
-def load_generator(model: str | ModelRecord, settings: Any = None, *, device: str | None = None,
-                   dtype: str | None = None, build_test_models: bool = True) -> Any:
+def load_generator(
+    model: str | ModelRecord,
+    settings: Any = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    build_test_models: bool = True,
+) -> Any:
     """A protocols.Generator for a registry id, a path, or a record (cached per process)."""
     return _load(model, settings, "generator", device, dtype, build_test_models)
 
 
-def load_encoder(model: str | ModelRecord, settings: Any = None, *, device: str | None = None,
-                 dtype: str | None = None, build_test_models: bool = True) -> Any:
+def load_encoder(
+    model: str | ModelRecord,
+    settings: Any = None,
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+    build_test_models: bool = True,
+) -> Any:
     """A protocols.Encoder for a registry id, a path, or a record (cached per process)."""
     return _load(model, settings, "encoder", device, dtype, build_test_models)
 

@@ -24,8 +24,7 @@ class StopStringBuffer:
         if self.stopped:
             return "", True
         start = max(0, self._emitted - max((len(s) for s in self.stops), default=0))
-        cut = min((i for i in (full_text.find(s, start) for s in self.stops) if i >= 0),
-                  default=-1)
+        cut = min((i for i in (full_text.find(s, start) for s in self.stops) if i >= 0), default=-1)
         if cut >= 0:
             piece = full_text[self._emitted : cut] if cut > self._emitted else ""
             self._emitted = max(self._emitted, cut)

@@ -33,8 +33,13 @@ def gemma_small_tokenizer() -> Any:
     from transformers import GemmaTokenizer
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
-    controls = ["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
-                "<image_soft_token>"]
+    controls = [
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<image_soft_token>",
+    ]
     trainer_tok = Tokenizer(models.BPE(unk_token="<unk>"))
     trainer_tok.normalizer = normalizers.Replace(" ", "▁")
     trainer_tok.pre_tokenizer = pre_tokenizers.Split(pattern="▁", behavior="merged_with_next")
@@ -64,17 +69,28 @@ def add_gemma_controls(tok: Any) -> None:
     """Register Gemma 3's control tokens (ids taken from the vocab when present)."""
     from tokenizers import AddedToken
 
-    controls = ["<start_of_turn>", "<end_of_turn>", "<start_of_image>", "<end_of_image>",
-                "<image_soft_token>"]
+    controls = [
+        "<start_of_turn>",
+        "<end_of_turn>",
+        "<start_of_image>",
+        "<end_of_image>",
+        "<image_soft_token>",
+    ]
     tok.add_special_tokens(
-        {"additional_special_tokens": [AddedToken(t, special=True, normalized=False)
-                                       for t in controls]}
+        {
+            "additional_special_tokens": [
+                AddedToken(t, special=True, normalized=False) for t in controls
+            ]
+        }
     )
     # Named model-specific tokens (saved in tokenizer_config.json, as in Gemma 3's):
     # Gemma3Processor reads tok.boi_token / eoi_token / image_token.
     tok._set_model_specific_special_tokens(
-        {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-         "image_token": "<image_soft_token>"}
+        {
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        }
     )
     tok.chat_template = GEMMA3_CHAT_TEMPLATE
     tok.padding_side = "left"

@@ -52,6 +52,7 @@ DESCRIPTIONS = {
     "medsiglip-tiny": "Tiny random-weight SiglipModel (MedLens test model).",
 }
 
+
 def _marker(name: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -133,7 +134,9 @@ def _set_generation_eos(model: Any, tok: Any) -> None:
 
     eos = [tok.eos_token_id, tok.convert_tokens_to_ids("<end_of_turn>")]
     model.generation_config = GenerationConfig(
-        bos_token_id=tok.bos_token_id, eos_token_id=eos, pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=eos,
+        pad_token_id=tok.pad_token_id,
         do_sample=False,
     )
     model.config.text_config.eos_token_id = eos if hasattr(model.config, "text_config") else None
@@ -189,9 +192,16 @@ def build_medsiglip_tiny(out: Path) -> Path:
     tmp = _tmpdir(out)
     tok = siglip_tokenizer(tmp)
     text = SiglipTextConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=64, projection_size=32,
-        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        projection_size=32,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=None,
     )
     vision = _vision_config()
     vision.vision_use_head = True
@@ -204,7 +214,9 @@ def build_medsiglip_tiny(out: Path) -> Path:
         model.logit_bias.fill_(-10.0)
     image_processor = SiglipImageProcessorPil(
         size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5], resample=2,  # bilinear
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+        resample=2,  # bilinear
     )
     model.save_pretrained(tmp)
     SiglipProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(tmp)
@@ -299,9 +311,7 @@ def build_realtext(out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def make_test_models(
-    dir: Path, *, realtext: bool = True, force: bool = False
-) -> dict[str, Path]:
+def make_test_models(dir: Path, *, realtext: bool = True, force: bool = False) -> dict[str, Path]:
     """Build the test models into `dir` (skipping current ones unless force)."""
     dir = Path(dir).expanduser()
     dir.mkdir(parents=True, exist_ok=True)
@@ -324,8 +334,10 @@ def _build_lock(dir: Path) -> Iterator[None]:
 
 def _make_locked(dir: Path, *, realtext: bool, force: bool) -> dict[str, Path]:
     built: dict[str, Path] = {}
-    for name, builder in (("medgemma-tiny", build_medgemma_tiny),
-                          ("medsiglip-tiny", build_medsiglip_tiny)):
+    for name, builder in (
+        ("medgemma-tiny", build_medgemma_tiny),
+        ("medsiglip-tiny", build_medsiglip_tiny),
+    ):
         path = dir / name
         built[name] = path if (is_current(path) and not force) else builder(path)
     if realtext:

@@ -42,8 +42,13 @@ def _start_runner(state: ServerState) -> None:
     from medlens.jobs.handlers import HANDLERS
 
     state.bus = EventBus()
-    state.runner = JobRunner(state.store, HANDLERS, concurrency=state.settings.workers,
-                             settings=state.settings, events=state.bus)
+    state.runner = JobRunner(
+        state.store,
+        HANDLERS,
+        concurrency=state.settings.workers,
+        settings=state.settings,
+        events=state.bus,
+    )
     state.runner.start()
 
 

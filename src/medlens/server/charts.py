@@ -38,9 +38,15 @@ def score_charts(interp: dict[str, Any], high: float = 0.5, mid: float = 0.2) ->
         bars = []
         for row, score in enumerate(scores):
             p = float(score["probability"])
-            bars.append(Bar(label=str(score["label"]), probability=p, y=row * ROW_H,
-                            width=round(max(p, 0.0) * BAR_W, 1),
-                            level="high" if p >= high else "mid" if p >= mid else "low"))
+            bars.append(
+                Bar(
+                    label=str(score["label"]),
+                    probability=p,
+                    y=row * ROW_H,
+                    width=round(max(p, 0.0) * BAR_W, 1),
+                    level="high" if p >= high else "mid" if p >= mid else "low",
+                )
+            )
         idx = block.get("image_index", 0)
         name = (inputs.get(idx) or {}).get("source_name")
         title = f"Image {idx + 1}" + (f" ({name})" if name else "") if len(blocks) > 1 else ""

@@ -21,15 +21,28 @@ from medlens.errors import MedLensError
 log = logging.getLogger("medlens.server")
 
 _HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 409: "conflict", 413: "request_too_large",
-    415: "unsupported_media_type", 422: "unprocessable", 429: "rate_limited",
-    500: "internal_error", 503: "unavailable",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
 }
 _OPENAI_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-    404: "not_found_error", 413: "invalid_request_error", 415: "invalid_request_error",
-    422: "invalid_request_error", 429: "rate_limit_error",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
 }
 
 
@@ -38,13 +51,22 @@ def _is_openai(request: Request) -> bool:
 
 
 def error_response(
-    request: Request, status: int, code: str, message: str,
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any]
     if _is_openai(request):
-        body = {"error": {"message": message, "type": _OPENAI_TYPES.get(status, "server_error"),
-                          "param": None, "code": code}}
+        body = {
+            "error": {
+                "message": message,
+                "type": _OPENAI_TYPES.get(status, "server_error"),
+                "param": None,
+                "code": code,
+            }
+        }
     else:
         body = {"error": {"code": code, "message": message}}
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
@@ -76,5 +98,6 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request, 500, "internal_error",
-                              "Internal error; the details are in the server log.")
+        return error_response(
+            request, 500, "internal_error", "Internal error; the details are in the server log."
+        )

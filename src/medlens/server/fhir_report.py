@@ -21,8 +21,12 @@ LOINC = "http://loinc.org"
 def _report_text(interp: dict[str, Any]) -> str:
     report = interp.get("report") or {}
     parts = []
-    for key, title in (("technique", "Technique"), ("comparison", "Comparison"),
-                       ("findings", "Findings"), ("impression", "Impression")):
+    for key, title in (
+        ("technique", "Technique"),
+        ("comparison", "Comparison"),
+        ("findings", "Findings"),
+        ("impression", "Impression"),
+    ):
         if report.get(key):
             parts.append(f"{title}: {report[key]}")
     if not parts and report.get("raw_text"):
@@ -52,46 +56,92 @@ def to_diagnostic_report(interp: dict[str, Any], *, study_created: str | None = 
     contained: list[dict[str, Any]] = []
     for block in interp.get("finding_scores", []):
         for score in block.get("scores", []):
-            contained.append(_observation(len(contained) + 1, f"{score['label']} (AI score, "
-                                          f"image {block.get('image_index', 0) + 1})", {
-                "valueQuantity": {"value": round(float(score["probability"]), 4),
-                                  "unit": "probability", "system": "http://unitsofmeasure.org",
-                                  "code": "1"}}))
+            contained.append(
+                _observation(
+                    len(contained) + 1,
+                    f"{score['label']} (AI score, image {block.get('image_index', 0) + 1})",
+                    {
+                        "valueQuantity": {
+                            "value": round(float(score["probability"]), 4),
+                            "unit": "probability",
+                            "system": "http://unitsofmeasure.org",
+                            "code": "1",
+                        }
+                    },
+                )
+            )
     urgency = interp.get("urgency")
     if urgency:
-        contained.append(_observation(len(contained) + 1, "Urgency (AI triage suggestion)", {
-            "valueCodeableConcept": {"text": urgency.get("level", "unknown")}}))
+        contained.append(
+            _observation(
+                len(contained) + 1,
+                "Urgency (AI triage suggestion)",
+                {"valueCodeableConcept": {"text": urgency.get("level", "unknown")}},
+            )
+        )
 
     provenance = interp.get("provenance") or {}
     generator = provenance.get("generator") or {}
     extensions = [{"url": f"{EXT_BASE}/ai-disclaimer", "valueString": DISCLAIMER}]
     if generator:
-        extensions.append({"url": f"{EXT_BASE}/ai-model", "valueString":
-                           f"{generator.get('model_id')}@{generator.get('revision')}"})
+        extensions.append(
+            {
+                "url": f"{EXT_BASE}/ai-model",
+                "valueString": f"{generator.get('model_id')}@{generator.get('revision')}",
+            }
+        )
     prompt = provenance.get("prompt") or {}
     if prompt:
-        extensions.append({"url": f"{EXT_BASE}/ai-prompt", "valueString":
-                           f"{prompt.get('name')} v{prompt.get('version')}"})
+        extensions.append(
+            {
+                "url": f"{EXT_BASE}/ai-prompt",
+                "valueString": f"{prompt.get('name')} v{prompt.get('version')}",
+            }
+        )
 
     narrative = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n"))
     report: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": study_id[:64],
-        "meta": {"tag": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
-                          "code": "AIAST", "display": "Artificial Intelligence asserted"}]},
-        "text": {"status": "generated",
-                 "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{narrative}</div>'},
+        "meta": {
+            "tag": [
+                {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                    "code": "AIAST",
+                    "display": "Artificial Intelligence asserted",
+                }
+            ]
+        },
+        "text": {
+            "status": "generated",
+            "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{narrative}</div>',
+        },
         "extension": extensions,
         "identifier": [{"system": "urn:medlens:study", "value": study_id}],
         "status": "preliminary",
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074",
-                                  "code": "RAD", "display": "Radiology"}]}],
-        "code": {"coding": [{"system": LOINC, "code": "18748-4",
-                             "display": "Diagnostic imaging study"}],
-                 "text": "Chest X-ray: AI-generated draft report"},
-        "presentedForm": [{"contentType": "text/plain; charset=utf-8", "language": interp.get(
-            "language", "en"), "data": base64.b64encode(text.encode()).decode(),
-            "title": "AI-generated draft report (preliminary)"}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                        "code": "RAD",
+                        "display": "Radiology",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [{"system": LOINC, "code": "18748-4", "display": "Diagnostic imaging study"}],
+            "text": "Chest X-ray: AI-generated draft report",
+        },
+        "presentedForm": [
+            {
+                "contentType": "text/plain; charset=utf-8",
+                "language": interp.get("language", "en"),
+                "data": base64.b64encode(text.encode()).decode(),
+                "title": "AI-generated draft report (preliminary)",
+            }
+        ],
     }
     if provenance.get("created_at"):
         report["issued"] = provenance["created_at"]

@@ -25,10 +25,21 @@ class SecurityHeadersMiddleware:
                 host = value.decode("latin-1")
                 break
         if not host_allowed(host, self.settings):
-            body = json.dumps({"error": {"code": "bad_host", "message":
-                               "Unknown Host; this server only answers on loopback."}}).encode()
-            await send({"type": "http.response.start", "status": 421, "headers": [
-                (b"content-type", b"application/json"), *SECURITY_HEADERS]})
+            body = json.dumps(
+                {
+                    "error": {
+                        "code": "bad_host",
+                        "message": "Unknown Host; this server only answers on loopback.",
+                    }
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 421,
+                    "headers": [(b"content-type", b"application/json"), *SECURITY_HEADERS],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
 

@@ -29,17 +29,22 @@ def make_metrics(queue_depth: Callable[[], float] | None = None) -> Metrics:
     reg = CollectorRegistry(auto_describe=True)
     metrics = Metrics(
         registry=reg,
-        requests=Counter("medlens_http_requests", "HTTP requests",
-                         ["method", "route", "status"], registry=reg),
-        latency=Histogram("medlens_http_request_seconds", "HTTP latency", ["route"],
-                          registry=reg),
+        requests=Counter(
+            "medlens_http_requests", "HTTP requests", ["method", "route", "status"], registry=reg
+        ),
+        latency=Histogram("medlens_http_request_seconds", "HTTP latency", ["route"], registry=reg),
         uploads=Counter("medlens_uploads", "Studies uploaded", ["outcome"], registry=reg),
-        refusals=Counter("medlens_refusals", "Requests refused, by error code", ["code"],
-                         registry=reg),
-        jobs=Counter("medlens_jobs_finished", "Jobs finished", ["kind", "status"],
-                     registry=reg),
-        job_seconds=Histogram("medlens_job_seconds", "Job run time", ["kind"], registry=reg,
-                              buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600)),
+        refusals=Counter(
+            "medlens_refusals", "Requests refused, by error code", ["code"], registry=reg
+        ),
+        jobs=Counter("medlens_jobs_finished", "Jobs finished", ["kind", "status"], registry=reg),
+        job_seconds=Histogram(
+            "medlens_job_seconds",
+            "Job run time",
+            ["kind"],
+            registry=reg,
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+        ),
         queue_depth=Gauge("medlens_jobs_queued", "Jobs waiting", registry=reg),
     )
     if queue_depth is not None:

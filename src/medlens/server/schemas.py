@@ -43,8 +43,9 @@ class StudyOut(BaseModel):
 
 
 class StudyCreated(StudyOut):
-    created: bool = Field(description="False when the same upload or Idempotency-Key "
-                          "already made this study.")
+    created: bool = Field(
+        description="False when the same upload or Idempotency-Key already made this study."
+    )
 
 
 class StudyList(BaseModel):

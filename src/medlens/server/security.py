@@ -142,8 +142,11 @@ def authenticate(request: Request) -> Actor:
     if header is not None and settings.api_tokens:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(401, "Malformed Authorization header: use 'Bearer <token>'.",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                "Malformed Authorization header: use 'Bearer <token>'.",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         actor = token_actor(token.strip(), settings)
         if actor is None:
             raise HTTPException(403, "This API token is not valid.")
@@ -157,8 +160,11 @@ def authenticate(request: Request) -> Actor:
         name = session.get("actor") or f"session:{session['sid'][:8]}"
         return Actor(name=name, kind="session", session_id=session["sid"])
     if settings.api_tokens:
-        raise HTTPException(401, "Authentication required: send 'Authorization: Bearer <token>'.",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401,
+            "Authentication required: send 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     return Actor(name="local", kind="local")
 
 
@@ -166,8 +172,10 @@ def host_allowed(host_header: str, settings: Settings) -> bool:
     """Without tokens, answer only to loopback names (DNS-rebinding defence)."""
     if settings.api_tokens:
         return True
-    host = host_header.rsplit(":", 1)[0] if not host_header.startswith("[") else (
-        host_header.split("]", 1)[0] + "]"
+    host = (
+        host_header.rsplit(":", 1)[0]
+        if not host_header.startswith("[")
+        else (host_header.split("]", 1)[0] + "]")
     )
     return host in _LOOPBACK_NAMES or is_loopback(host)
 

@@ -28,22 +28,33 @@ def format_event(event: str, data: Any, event_id: int | None = None) -> bytes:
     if event_id is not None:
         lines.append(f"id: {event_id}")
     lines.append(f"event: {event}")
-    lines.append("data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":"),
-                                        default=str))
+    lines.append(
+        "data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    )
     return ("\n".join(lines) + "\n\n").encode()
 
 
 def job_view(job: Job) -> dict[str, Any]:
-    return {"id": job.id, "status": job.status, "progress": round(job.progress, 4),
-            "stage": job.stage, "study_id": job.study_id, "kind": job.kind, "error": job.error}
+    return {
+        "id": job.id,
+        "status": job.status,
+        "progress": round(job.progress, 4),
+        "stage": job.stage,
+        "study_id": job.study_id,
+        "kind": job.kind,
+        "error": job.error,
+    }
 
 
 async def job_events(
     state: ServerState, job_id: str, is_disconnected: Callable[[], Awaitable[bool]]
 ) -> AsyncIterator[bytes]:
     seq = 0
-    source = (_bus_events(state, job_id) if state.bus is not None and hasattr(state.bus, "follow")
-              else _poll_events(state, job_id))
+    source = (
+        _bus_events(state, job_id)
+        if state.bus is not None and hasattr(state.bus, "follow")
+        else _poll_events(state, job_id)
+    )
     try:
         async for event, data in source:
             seq += 1

@@ -31,16 +31,50 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 CSV_NAMES = ("labels.csv", "metadata.csv", "cases.csv")
 GROUP_KEY = "patient_group"  # pseudonymous patient key (from patient_id / patientid)
 _NIH_FINDINGS = (
-    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia",
-    "Pneumothorax", "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening",
+    "Atelectasis",
+    "Cardiomegaly",
+    "Effusion",
+    "Infiltration",
+    "Mass",
+    "Nodule",
+    "Pneumonia",
+    "Pneumothorax",
+    "Consolidation",
+    "Edema",
+    "Emphysema",
+    "Fibrosis",
+    "Pleural_Thickening",
     "Hernia",
 )
 # Metadata columns that are not labels (identifiers, provenance, sizes).
 _SKIP_COLUMNS = {
-    "image_file", "image", "path", "case_id", "report", "sha256", "width", "height", "mode",
-    "patient_id", "patientid", "follow_up", "source_sha256", "source_path", "url", "doi",
-    "date", "location", "orig_width", "orig_height", "conversion", "clinical_notes",
-    "other_notes", "license", "license_normalized", "noncommercial_only", "source_site",
+    "image_file",
+    "image",
+    "path",
+    "case_id",
+    "report",
+    "sha256",
+    "width",
+    "height",
+    "mode",
+    "patient_id",
+    "patientid",
+    "follow_up",
+    "source_sha256",
+    "source_path",
+    "url",
+    "doi",
+    "date",
+    "location",
+    "orig_width",
+    "orig_height",
+    "conversion",
+    "clinical_notes",
+    "other_notes",
+    "license",
+    "license_normalized",
+    "noncommercial_only",
+    "source_site",
 }
 
 
@@ -147,8 +181,11 @@ def read_cases_csv(csv_path: Path) -> list[CaseInput]:
             # metrics leak); a pseudonymous key is enough for that, not the source's id.
             digest = hashlib.sha256(f"{kind}:{patient}".encode()).hexdigest()[:12]
             labels[GROUP_KEY] = f"p-{digest}"
-        cases.append(CaseInput(path, case_id, labels, report.strip() if report else None,
-                               f"{kind}:{csv_path.name}"))
+        cases.append(
+            CaseInput(
+                path, case_id, labels, report.strip() if report else None, f"{kind}:{csv_path.name}"
+            )
+        )
     return cases
 
 

@@ -134,8 +134,15 @@ def parse_label_set(data: dict[str, Any], *, source: str = "") -> LabelSet:
     mode = data["mode"]
     if mode not in ("multilabel", "multiclass"):
         raise ConfigError(f"{where}: mode must be 'multilabel' or 'multiclass', not {mode!r}.")
-    unknown = set(data) - {"name", "version", "mode", "labels", "description", "modality",
-                           "templates"}
+    unknown = set(data) - {
+        "name",
+        "version",
+        "mode",
+        "labels",
+        "description",
+        "modality",
+        "templates",
+    }
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}.")
     defaults = data.get("templates", {}) or {}
@@ -149,8 +156,14 @@ def parse_label_set(data: dict[str, Any], *, source: str = "") -> LabelSet:
         lw = f"{where} label #{i + 1}"
         if not isinstance(raw, dict) or not str(raw.get("name", "")).strip():
             raise ConfigError(f"{lw}: each label needs a 'name'.")
-        extra = set(raw) - {"name", "text", "positive", "negative", "aliases",
-                            "use_default_templates"}
+        extra = set(raw) - {
+            "name",
+            "text",
+            "positive",
+            "negative",
+            "aliases",
+            "use_default_templates",
+        }
         if extra:
             raise ConfigError(f"{lw}: unknown key(s) {sorted(extra)}.")
         name = str(raw["name"]).strip()
@@ -171,8 +184,12 @@ def parse_label_set(data: dict[str, Any], *, source: str = "") -> LabelSet:
     if mode == "multiclass" and len(labels) < 2:
         raise ConfigError(f"{where}: a multiclass set needs at least two labels.")
     canonical = json.dumps(
-        {"name": data["name"], "version": str(data["version"]), "mode": mode,
-         "labels": [[lab.name, lab.positive, lab.negative] for lab in labels]},
+        {
+            "name": data["name"],
+            "version": str(data["version"]),
+            "mode": mode,
+            "labels": [[lab.name, lab.positive, lab.negative] for lab in labels],
+        },
         sort_keys=True,
     )
     return LabelSet(
@@ -233,8 +250,9 @@ def label_embeddings(encoder: Encoder, label_set: LabelSet) -> LabelEmbeddings:
             f"({len(unique)}, {encoder.dim})."
         )
     row = {p: emb[i] for i, p in enumerate(unique)}
-    pos = np.stack([average_prompts(np.stack([row[p] for p in lab.positive]))
-                    for lab in label_set.labels])
+    pos = np.stack(
+        [average_prompts(np.stack([row[p] for p in lab.positive])) for lab in label_set.labels]
+    )
     neg = np.zeros_like(pos)
     has_neg = np.zeros(len(label_set.labels), dtype=bool)
     for i, lab in enumerate(label_set.labels):

@@ -52,8 +52,9 @@ class Conversation:
     max_new_tokens: int = 300
 
     @classmethod
-    def start(cls, study: Study, interpretation: Interpretation,
-              options: InterpretOptions) -> Conversation:
+    def start(
+        cls, study: Study, interpretation: Interpretation, options: InterpretOptions
+    ) -> Conversation:
         """Rebuild the interpretation's first request (same images, same keys)."""
         from medlens.tasks.language import language_instruction
         from medlens.tasks.model_inputs import (
@@ -65,24 +66,38 @@ class Conversation:
         from medlens.tasks.prompting import build_messages
 
         if interpretation.report is None:
-            raise MedLensError("This study has no report (its images were refused); "
-                               "follow-up questions need an interpreted study.")
+            raise MedLensError(
+                "This study has no report (its images were refused); "
+                "follow-up questions need an interpreted study."
+            )
         from dataclasses import replace
 
         # Same images, views and order as the interpretation saw (gate-recognised views).
-        accepted = [replace(study.images[g.image_index], view=g.view)  # type: ignore[arg-type]
-                    for g in interpretation.gate if g.accepted]
+        accepted = [
+            replace(study.images[g.image_index], view=g.view)  # type: ignore[arg-type]
+            for g in interpretation.gate
+            if g.accepted
+        ]
         parts: list[ImagePart] = generator_parts(accepted, options.generator_preprocess)
         messages = build_messages(
-            choose_prompt(study, accepted, options), prompt_format=options.prompt_format,
+            choose_prompt(study, accepted, options),
+            prompt_format=options.prompt_format,
             images=parts,
-            extra_lines=[image_list_line(accepted, study.modality),
-                         language_instruction(options.language)],
-            data=untrusted_fields(study, accepted), thinking=options.thinking,
+            extra_lines=[
+                image_list_line(accepted, study.modality),
+                language_instruction(options.language),
+            ],
+            data=untrusted_fields(study, accepted),
+            thinking=options.thinking,
             instruction=options.prompt,
         )
-        return cls(study.study_id, messages, interpretation.report.raw_text,
-                   options.prompt_format, max_new_tokens=options.max_new_tokens)
+        return cls(
+            study.study_id,
+            messages,
+            interpretation.report.raw_text,
+            options.prompt_format,
+            max_new_tokens=options.max_new_tokens,
+        )
 
     def history(self, question: str | None = None) -> list[ChatMessage]:
         """Messages for the next request (alternating user/assistant after the system)."""
@@ -99,9 +114,14 @@ class Conversation:
             msgs.append(ChatMessage.text("user", f"{followup} {question}"))
         return msgs
 
-    def ask(self, generator: Generator, question: str, *,
-            on_event: EventCallback | None = None,
-            stats: GenerationStats | None = None) -> Turn:
+    def ask(
+        self,
+        generator: Generator,
+        question: str,
+        *,
+        on_event: EventCallback | None = None,
+        stats: GenerationStats | None = None,
+    ) -> Turn:
         """Ask one follow-up question; the answer streams as token events."""
         import time
 
@@ -118,8 +138,9 @@ class Conversation:
         # Typed by a person, but it must not forge chat turns (<end_of_turn> ...).
         question = sanitize_untrusted(question, MAX_QUESTION_CHARS)
         if len(self.turns) >= MAX_TURNS:
-            raise MedLensError(f"This conversation reached its {MAX_TURNS}-turn limit; "
-                               "start a new one.")
+            raise MedLensError(
+                f"This conversation reached its {MAX_TURNS}-turn limit; start a new one."
+            )
         stats = stats or GenerationStats()
         t0 = time.perf_counter()
         emit(on_event, Event("stage", stage="followup", progress=0.0))
@@ -131,20 +152,35 @@ class Conversation:
                 pieces.append(visible)
                 emit(on_event, Event("token", stage="followup", text=visible))
         pieces.append(filt.flush())
-        turn = Turn(question, "".join(pieces).strip(), stats.prompt_tokens,
-                    stats.output_tokens, stats.images_encoded, stats.images_cached,
-                    round(time.perf_counter() - t0, 6))
+        turn = Turn(
+            question,
+            "".join(pieces).strip(),
+            stats.prompt_tokens,
+            stats.output_tokens,
+            stats.images_encoded,
+            stats.images_cached,
+            round(time.perf_counter() - t0, 6),
+        )
         self.turns.append(turn)
         return turn
 
     def to_dict(self) -> dict[str, Any]:
-        return {"study_id": self.study_id, "report": self.report,
-                "prompt_format": self.prompt_format, "max_new_tokens": self.max_new_tokens,
-                "turns": [t.__dict__.copy() for t in self.turns]}
+        return {
+            "study_id": self.study_id,
+            "report": self.report,
+            "prompt_format": self.prompt_format,
+            "max_new_tokens": self.max_new_tokens,
+            "turns": [t.__dict__.copy() for t in self.turns],
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], study: Study, interpretation: Interpretation,
-                  options: InterpretOptions) -> Conversation:
+    def from_dict(
+        cls,
+        data: dict[str, Any],
+        study: Study,
+        interpretation: Interpretation,
+        options: InterpretOptions,
+    ) -> Conversation:
         conv = cls.start(study, interpretation, options)
         conv.report = data.get("report", conv.report)
         conv.turns = [Turn(**t) for t in data.get("turns", [])]

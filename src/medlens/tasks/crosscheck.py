@@ -28,8 +28,13 @@ def _norm(label: str) -> str:
 
 def assertions_from(mentions: Mapping[str, Mention]) -> list[Assertion]:
     return [
-        Assertion(label=m.label, status=m.status, laterality=m.laterality, severity=m.severity,
-                  evidence=m.evidence)
+        Assertion(
+            label=m.label,
+            status=m.status,
+            laterality=m.laterality,
+            severity=m.severity,
+            evidence=m.evidence,
+        )
         for m in mentions.values()
     ]
 
@@ -47,8 +52,10 @@ def cross_check(
     found = dict(mentions) if mentions is not None else label_report(report_text)
     by_norm = {_norm(k): v for k, v in found.items()}
     any_pathology = any(
-        m.status == "positive" for k, m in found.items() if k not in ("No Finding",
-                                                                      "Support Devices"))
+        m.status == "positive"
+        for k, m in found.items()
+        if k not in ("No Finding", "Support Devices")
+    )
     disagreements: list[Disagreement] = []
     for label, score in scores.items():
         mention = by_norm.get(_norm(label))
@@ -56,31 +63,50 @@ def cross_check(
         if _norm(label) == "no finding" and mention is None and any_pathology:
             status = "negative"
         if status == "positive" and score < low:
-            disagreements.append(Disagreement(
-                label=label, kind="report_positive_score_low", report_status="positive",
-                score=score, message=f"The report asserts {label} but the encoder scores it "
-                f"low ({score:.2f} < {low:.2f}).",
-            ))
+            disagreements.append(
+                Disagreement(
+                    label=label,
+                    kind="report_positive_score_low",
+                    report_status="positive",
+                    score=score,
+                    message=f"The report asserts {label} but the encoder scores it "
+                    f"low ({score:.2f} < {low:.2f}).",
+                )
+            )
         elif status == "negative" and score >= high:
-            disagreements.append(Disagreement(
-                label=label, kind="score_high_report_negative", report_status="negative",
-                score=score, message=f"The report negates {label} but the encoder scores it "
-                f"high ({score:.2f} ≥ {high:.2f}).",
-            ))
+            disagreements.append(
+                Disagreement(
+                    label=label,
+                    kind="score_high_report_negative",
+                    report_status="negative",
+                    score=score,
+                    message=f"The report negates {label} but the encoder scores it "
+                    f"high ({score:.2f} ≥ {high:.2f}).",
+                )
+            )
         elif status == "not_mentioned" and score >= high and _norm(label) != "no finding":
-            disagreements.append(Disagreement(
-                label=label, kind="score_high_not_mentioned", report_status="not_mentioned",
-                score=score, message=f"The encoder scores {label} high ({score:.2f}) but the "
-                "report does not mention it.",
-            ))
+            disagreements.append(
+                Disagreement(
+                    label=label,
+                    kind="score_high_not_mentioned",
+                    report_status="not_mentioned",
+                    score=score,
+                    message=f"The encoder scores {label} high ({score:.2f}) but the "
+                    "report does not mention it.",
+                )
+            )
     disagreements.sort(key=lambda d: -abs(d.score - 0.5))
     return CrossCheck(
-        checked=True, source_text=source_text,  # type: ignore[arg-type]
-        assertions=assertions_from(found), disagreements=disagreements,
-        high_threshold=high, low_threshold=low,
+        checked=True,
+        source_text=source_text,  # type: ignore[arg-type]
+        assertions=assertions_from(found),
+        disagreements=disagreements,
+        high_threshold=high,
+        low_threshold=low,
     )
 
 
 def not_checked(note: str, mentions: Mapping[str, Mention] | None = None) -> CrossCheck:
-    return CrossCheck(checked=False, note=note, source_text="none",
-                      assertions=assertions_from(mentions or {}))
+    return CrossCheck(
+        checked=False, note=note, source_text="none", assertions=assertions_from(mentions or {})
+    )

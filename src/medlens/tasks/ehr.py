@@ -71,9 +71,15 @@ class PatientContext:
     text: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"age_band": self.age_band, "sex": self.sex, "sections": self.sections,
-                "omitted": self.omitted, "tokens": self.tokens, "budget": self.budget,
-                "text": self.text}
+        return {
+            "age_band": self.age_band,
+            "sex": self.sex,
+            "sections": self.sections,
+            "omitted": self.omitted,
+            "tokens": self.tokens,
+            "budget": self.budget,
+            "text": self.text,
+        }
 
 
 def _latest_per_code(facts: list[Fact]) -> list[Fact]:
@@ -87,15 +93,23 @@ def _latest_per_code(facts: list[Fact]) -> list[Fact]:
 
 def _candidates(facts: BundleFacts, study: date) -> list[tuple[str, list[str]]]:
     known = [f for f in facts.facts if f.when is None or f.when <= study]
-    by = {k: [f for f in known if f.kind == k] for k in ("condition", "medication", "allergy",
-                                                          "lab", "vital")}
-    active = _latest_per_code([f for f in by["condition"] if f.status in ("active",
-                                                                           "recurrence",
-                                                                           "relapse")])
-    resolved = _latest_per_code([f for f in by["condition"] if f.status not in (
-        "active", "recurrence", "relapse") and f.when and (study - f.when).days <= 365])
-    meds = _latest_per_code([f for f in by["medication"] if f.status in ("active",
-                                                                         "on-hold")])
+    by = {
+        k: [f for f in known if f.kind == k]
+        for k in ("condition", "medication", "allergy", "lab", "vital")
+    }
+    active = _latest_per_code(
+        [f for f in by["condition"] if f.status in ("active", "recurrence", "relapse")]
+    )
+    resolved = _latest_per_code(
+        [
+            f
+            for f in by["condition"]
+            if f.status not in ("active", "recurrence", "relapse")
+            and f.when
+            and (study - f.when).days <= 365
+        ]
+    )
+    meds = _latest_per_code([f for f in by["medication"] if f.status in ("active", "on-hold")])
     allergies = _latest_per_code([f for f in by["allergy"] if f.status != "resolved"])
 
     def line(f: Fact, verb: str = "") -> str:
@@ -132,8 +146,7 @@ def tidy(text: str) -> str:
     return " ".join(f"{name}{sep}{value}".split())
 
 
-def render(age: str | None, sex: str | None, sections: dict[str, list[str]],
-           omitted: int) -> str:
+def render(age: str | None, sex: str | None, sections: dict[str, list[str]], omitted: int) -> str:
     demo = ", ".join(x for x in (f"age {age}" if age else "", sex or "") if x)
     lines = [f"Patient: {demo or 'demographics unknown'}"]
     for title, items in sections.items():
@@ -164,8 +177,15 @@ def patient_context(
     if count(text) > budget_tokens:
         # Even the skeleton does not fit: demographics only, cut to the budget.
         text = _cut(render(age, sex, {}, 0), budget_tokens, count)
-        return PatientContext(age, sex, {}, sum(len(i) for _, i in _candidates(facts, study)),
-                              count(text), budget_tokens, text)
+        return PatientContext(
+            age,
+            sex,
+            {},
+            sum(len(i) for _, i in _candidates(facts, study)),
+            count(text),
+            budget_tokens,
+            text,
+        )
     for title, items in _candidates(facts, study):
         for n, item in enumerate(items):
             sections[title].append(item)

@@ -118,8 +118,9 @@ def _obs_value(res: dict[str, Any]) -> str:
 
 
 def _short(name: str) -> str:
-    return (name.replace("Systolic Blood Pressure", "systolic")
-            .replace("Diastolic Blood Pressure", "diastolic"))
+    return name.replace("Systolic Blood Pressure", "systolic").replace(
+        "Diastolic Blood Pressure", "diastolic"
+    )
 
 
 def _category(res: dict[str, Any]) -> str:
@@ -141,8 +142,10 @@ def load_bundle(path: str | Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DataError(f"{path.name}: not a JSON FHIR bundle ({exc}).") from exc
     if not isinstance(data, dict) or data.get("resourceType") != "Bundle":
-        raise DataError(f"{path.name}: not a FHIR Bundle (resourceType "
-                        f"{data.get('resourceType') if isinstance(data, dict) else '?'}).")
+        raise DataError(
+            f"{path.name}: not a FHIR Bundle (resourceType "
+            f"{data.get('resourceType') if isinstance(data, dict) else '?'})."
+        )
     return data
 
 
@@ -160,20 +163,40 @@ def bundle_facts(bundle: dict[str, Any]) -> BundleFacts:
             status = _status(res.get("clinicalStatus"))
             if res.get("abatementDateTime") and status == "active":
                 status = "resolved"
-            out.facts.append(Fact("condition", _concept(res.get("code")),
-                                  parse_date(res.get("onsetDateTime") or res.get("recordedDate")),
-                                  status, _code_key(res.get("code"))))
+            out.facts.append(
+                Fact(
+                    "condition",
+                    _concept(res.get("code")),
+                    parse_date(res.get("onsetDateTime") or res.get("recordedDate")),
+                    status,
+                    _code_key(res.get("code")),
+                )
+            )
         elif kind == "MedicationRequest":
             name = _concept(res.get("medicationCodeableConcept")) or (
-                (res.get("medicationReference") or {}).get("display", ""))
-            out.facts.append(Fact("medication", name, parse_date(res.get("authoredOn")),
-                                  str(res.get("status", "")), name.lower()))
+                (res.get("medicationReference") or {}).get("display", "")
+            )
+            out.facts.append(
+                Fact(
+                    "medication",
+                    name,
+                    parse_date(res.get("authoredOn")),
+                    str(res.get("status", "")),
+                    name.lower(),
+                )
+            )
         elif kind == "AllergyIntolerance":
             crit = res.get("criticality")
             text = _concept(res.get("code")) + (f" (criticality {crit})" if crit else "")
-            out.facts.append(Fact("allergy", text, parse_date(res.get("recordedDate")),
-                                  _status(res.get("clinicalStatus")) or "active",
-                                  _code_key(res.get("code"))))
+            out.facts.append(
+                Fact(
+                    "allergy",
+                    text,
+                    parse_date(res.get("recordedDate")),
+                    _status(res.get("clinicalStatus")) or "active",
+                    _code_key(res.get("code")),
+                )
+            )
         elif kind == "Observation":
             cat = _category(res)
             if cat not in ("laboratory", "vital-signs"):
@@ -182,8 +205,13 @@ def bundle_facts(bundle: dict[str, Any]) -> BundleFacts:
             if not value:
                 continue
             name = _concept(res.get("code"))
-            out.facts.append(Fact("lab" if cat == "laboratory" else "vital",
-                                  f"{_short(name)}: {value}",
-                                  parse_date(res.get("effectiveDateTime") or res.get("issued")),
-                                  str(res.get("status", "")), _code_key(res.get("code"))))
+            out.facts.append(
+                Fact(
+                    "lab" if cat == "laboratory" else "vital",
+                    f"{_short(name)}: {value}",
+                    parse_date(res.get("effectiveDateTime") or res.get("issued")),
+                    str(res.get("status", "")),
+                    _code_key(res.get("code")),
+                )
+            )
     return out

@@ -60,9 +60,7 @@ def _topk_merge(
     return all_s, all_i
 
 
-def exact_search(
-    matrix: np.ndarray, queries: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
+def exact_search(matrix: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k by inner product, blockwise (works on np.memmap without loading it all)."""
     q = normalise_rows(queries)
     n = matrix.shape[0]
@@ -160,8 +158,9 @@ class IVFIndex:
         index.cp.niter = 10  # vs faiss default 25: affordable here; recall is measured
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
-        sample_rows = np.sort(rng.choice(n, size=min(n, max(train_size, 39 * nlist)),
-                                         replace=False))
+        sample_rows = np.sort(
+            rng.choice(n, size=min(n, max(train_size, 39 * nlist)), replace=False)
+        )
         index.train(np.ascontiguousarray(matrix[sample_rows], dtype=np.float32))
         for start in range(0, n, _BLOCK_ROWS):
             index.add(np.ascontiguousarray(matrix[start : start + _BLOCK_ROWS], np.float32))

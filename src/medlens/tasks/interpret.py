@@ -51,10 +51,23 @@ if TYPE_CHECKING:
     from medlens.tasks.study import Study, StudyImage
 
 # The report prompts ask the model to say so when an image is not a chest X-ray.
-_WRONG_MODALITY = re.compile(r"\b(?:is|are|does) not (?:appear to be |show )?(?:a |an )?"
-                             r"chest (?:x-?rays?|radiographs?)\b", re.I)
-_STAGES = ("gate", "preprocess", "scores", "prompt", "generate", "parse", "language",
-           "crosscheck", "urgency", "similar")
+_WRONG_MODALITY = re.compile(
+    r"\b(?:is|are|does) not (?:appear to be |show )?(?:a |an )?"
+    r"chest (?:x-?rays?|radiographs?)\b",
+    re.I,
+)
+_STAGES = (
+    "gate",
+    "preprocess",
+    "scores",
+    "prompt",
+    "generate",
+    "parse",
+    "language",
+    "crosscheck",
+    "urgency",
+    "similar",
+)
 
 
 @dataclass(frozen=True)
@@ -79,8 +92,13 @@ class InterpretOptions:
     low_threshold: float = DEFAULT_LOW
 
     @classmethod
-    def from_records(cls, generator: ModelRecord, encoder: ModelRecord | None = None,
-                     settings: Any = None, **overrides: Any) -> InterpretOptions:
+    def from_records(
+        cls,
+        generator: ModelRecord,
+        encoder: ModelRecord | None = None,
+        settings: Any = None,
+        **overrides: Any,
+    ) -> InterpretOptions:
         """Options for these registry records (+ settings: probes, language, max tokens)."""
         kw: dict[str, Any] = {
             "prompt_format": generator.prompt_format,
@@ -104,8 +122,7 @@ class _Clock:
         self._t0 = time.perf_counter()
 
     def stage(self, name: str) -> _Timer:
-        emit(self.on_event, Event("stage", stage=name,
-                                  progress=_STAGES.index(name) / len(_STAGES)))
+        emit(self.on_event, Event("stage", stage=name, progress=_STAGES.index(name) / len(_STAGES)))
         return _Timer(self, name)
 
 
@@ -122,8 +139,9 @@ class _Timer:
         t[self.name] = round(t.get(self.name, 0.0) + time.perf_counter() - self.start, 6)
 
 
-def gate_images(study: Study, encoder: Encoder | None, enabled: bool,
-                warnings: list[str]) -> tuple[list[GateRecord], list[StudyImage]]:
+def gate_images(
+    study: Study, encoder: Encoder | None, enabled: bool, warnings: list[str]
+) -> tuple[list[GateRecord], list[StudyImage]]:
     """Per image: accepted or refused with a reason (chest X-ray gate for cxr studies).
     Also returns the images with the view the gate recognised (a PNG has no ViewPosition,
     but the gate may flag it as a lateral view)."""
@@ -146,9 +164,17 @@ def gate_images(study: Study, encoder: Encoder | None, enabled: bool,
             if img.view == "unknown" and any("lateral" in f for f in flags):
                 img = replace(img, view="lateral")
         images.append(img)
-        records.append(GateRecord(image_index=idx, source_name=img.ingested.source_name,
-                                  view=img.view, timepoint=img.timepoint, accepted=accepted,
-                                  reason=reason, flags=flags))
+        records.append(
+            GateRecord(
+                image_index=idx,
+                source_name=img.ingested.source_name,
+                view=img.view,
+                timepoint=img.timepoint,
+                accepted=accepted,
+                reason=reason,
+                flags=flags,
+            )
+        )
     return records, images
 
 
@@ -176,15 +202,24 @@ def interpret(
     accepted = [img for img, g in zip(images, gate, strict=True) if g.accepted]
     accepted_idx = [g.image_index for g in gate if g.accepted]
     test_model = generator.info.is_test or bool(encoder and encoder.info.is_test)
-    base = dict(study_id=study.study_id, language=language, gate=gate, warnings=warnings,
-                test_model_label=TEST_MODEL_LABEL if test_model else None)
+    base = dict(
+        study_id=study.study_id,
+        language=language,
+        gate=gate,
+        warnings=warnings,
+        test_model_label=TEST_MODEL_LABEL if test_model else None,
+    )
     if not any(i.timepoint == "current" for i in accepted):
-        reasons = "; ".join(f"image {g.image_index + 1}: {g.reason}" for g in gate
-                            if not g.accepted)
+        reasons = "; ".join(
+            f"image {g.image_index + 1}: {g.reason}" for g in gate if not g.accepted
+        )
         warnings.append(f"No report: every current image was refused ({reasons}).")
         _emit_warnings(on_event, warnings)
-        return Interpretation(status="refused", provenance=prov.build(
-            study, generator, encoder, None, clock.timings, None, test_model), **base)
+        return Interpretation(
+            status="refused",
+            provenance=prov.build(study, generator, encoder, None, clock.timings, None, test_model),
+            **base,
+        )
 
     with clock.stage("preprocess"):
         parts = generator_parts(accepted, options.generator_preprocess)
@@ -194,14 +229,21 @@ def interpret(
     with clock.stage("scores"):
         label_set = label_set_for(study.modality, options)
         if encoder is not None and options.scores and label_set:
-            finding_scores, embeddings = _scores(encoder, accepted, accepted_idx, label_set,
-                                                 options)
+            finding_scores, embeddings = _scores(
+                encoder, accepted, accepted_idx, label_set, options
+            )
         elif options.scores and encoder is None:
             warnings.append("No encoder: finding scores and the cross-check were skipped.")
     # The primary image (scores for cross-check, urgency probe, retrieval): the first
     # current non-lateral image, else the first scored one.
-    pos = next((n for n, img in enumerate(accepted)
-                if img.timepoint == "current" and img.view != "lateral"), 0)
+    pos = next(
+        (
+            n
+            for n, img in enumerate(accepted)
+            if img.timepoint == "current" and img.view != "lateral"
+        ),
+        0,
+    )
     primary = finding_scores[pos] if finding_scores else None
     scores = {s.label: s.probability for s in primary.scores} if primary else {}
 
@@ -209,10 +251,13 @@ def interpret(
         template = choose_prompt(study, accepted, options)
         data = untrusted_fields(study, accepted)
         messages = build_messages(
-            template, prompt_format=options.prompt_format, images=parts,
-            extra_lines=[image_list_line(accepted, study.modality),
-                         language_instruction(language)],
-            data=data, thinking=options.thinking, instruction=options.prompt,
+            template,
+            prompt_format=options.prompt_format,
+            images=parts,
+            extra_lines=[image_list_line(accepted, study.modality), language_instruction(language)],
+            data=data,
+            thinking=options.thinking,
+            instruction=options.prompt,
         )
         context_used = [k for k, v in data.items() if v]
 
@@ -236,20 +281,31 @@ def interpret(
     with clock.stage("parse"):
         report: ReportSections = parse_report(text)
         if study.modality == "cxr" and _WRONG_MODALITY.search(text):
-            warnings.append("The model says an image is not a chest X-ray: check the input "
-                            "before reading this report.")
+            warnings.append(
+                "The model says an image is not a chest X-ray: check the input "
+                "before reading this report."
+            )
 
     cxr = study.modality == "cxr"
     english_text, source = (text, "report") if language == "en" else ("", "none")
     language_check = None
     with clock.stage("language"):
         if cxr and language != "en" and options.back_translate and text:
-            bt = back_translate(generator, text, prompt_format=options.prompt_format,
-                                max_new_tokens=max(options.max_new_tokens, 200))
+            bt = back_translate(
+                generator,
+                text,
+                prompt_format=options.prompt_format,
+                max_new_tokens=max(options.max_new_tokens, 200),
+            )
             english_text, source = bt, "back_translation"
             language_check = check_back_translation(
-                language, bt, label_report(bt), scores,
-                high=options.high_threshold, low=options.low_threshold)
+                language,
+                bt,
+                label_report(bt),
+                scores,
+                high=options.high_threshold,
+                low=options.low_threshold,
+            )
 
     mentions = label_report(english_text) if english_text and cxr else {}
     urgency = None
@@ -257,13 +313,21 @@ def interpret(
         if not cxr:
             check = not_checked("The report labeler and cross-check cover chest X-rays only.")
         elif not english_text:
-            check = not_checked(f"The report is in {language}; run with the back-translation "
-                                "check to cross-check it.")
+            check = not_checked(
+                f"The report is in {language}; run with the back-translation "
+                "check to cross-check it."
+            )
         elif not scores:
             check = not_checked("No finding scores (no encoder or scores disabled).", mentions)
         else:
-            check = cross_check(english_text, scores, mentions=mentions, source_text=source,
-                                high=options.high_threshold, low=options.low_threshold)
+            check = cross_check(
+                english_text,
+                scores,
+                mentions=mentions,
+                source_text=source,
+                high=options.high_threshold,
+                low=options.low_threshold,
+            )
 
     with clock.stage("urgency"):
         probe = None
@@ -285,11 +349,25 @@ def interpret(
     template_ref = (template, options.prompt)
     _emit_warnings(on_event, warnings)
     return Interpretation(
-        status="complete", report=report, finding_scores=finding_scores, cross_check=check,
-        urgency=urgency, similar_cases=similar, language_check=language_check,
+        status="complete",
+        report=report,
+        finding_scores=finding_scores,
+        cross_check=check,
+        urgency=urgency,
+        similar_cases=similar,
+        language_check=language_check,
         context_used=context_used,
-        provenance=prov.build(study, generator, encoder, template_ref, clock.timings, stats,
-                              test_model, options.prompt_format, accepted_idx),
+        provenance=prov.build(
+            study,
+            generator,
+            encoder,
+            template_ref,
+            clock.timings,
+            stats,
+            test_model,
+            options.prompt_format,
+            accepted_idx,
+        ),
         **base,
     )
 
@@ -299,9 +377,13 @@ def _emit_warnings(on_event: EventCallback | None, warnings: list[str]) -> None:
         emit(on_event, Event("warning", text=w))
 
 
-def _scores(encoder: Encoder, images: Sequence[StudyImage], indices: Sequence[int],
-            label_set_name: str, options: InterpretOptions
-            ) -> tuple[list[ImageFindingScores], Any]:
+def _scores(
+    encoder: Encoder,
+    images: Sequence[StudyImage],
+    indices: Sequence[int],
+    label_set_name: str,
+    options: InterpretOptions,
+) -> tuple[list[ImageFindingScores], Any]:
     import numpy as np
 
     from medlens.tasks.classify import load_label_set, zero_shot_embeddings
@@ -314,9 +396,13 @@ def _scores(encoder: Encoder, images: Sequence[StudyImage], indices: Sequence[in
     per_image = zero_shot_embeddings(encoder, emb, label_set)
     blocks = [
         ImageFindingScores(
-            image_index=idx, label_set=label_set.name, label_set_version=label_set.version,
-            scores=[FindingScore(label=k, probability=min(1.0, max(0.0, v)))
-                    for k, v in probs.items()])
+            image_index=idx,
+            label_set=label_set.name,
+            label_set_version=label_set.version,
+            scores=[
+                FindingScore(label=k, probability=min(1.0, max(0.0, v))) for k, v in probs.items()
+            ],
+        )
         for idx, probs in zip(indices, per_image, strict=True)
     ]
     return blocks, emb
@@ -331,6 +417,11 @@ def interpret_events(study: Study, options: InterpretOptions | None = None, **kw
 
 
 __all__ = [
-    "InterpretOptions", "choose_prompt", "generator_parts", "image_list_line", "interpret",
-    "interpret_events", "untrusted_fields",
+    "InterpretOptions",
+    "choose_prompt",
+    "generator_parts",
+    "image_list_line",
+    "interpret",
+    "interpret_events",
+    "untrusted_fields",
 ]

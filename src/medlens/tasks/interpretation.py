@@ -69,8 +69,9 @@ class Assertion(_Model):
 
 class Disagreement(_Model):
     label: str
-    kind: Literal["report_positive_score_low", "score_high_report_negative",
-                  "score_high_not_mentioned"]
+    kind: Literal[
+        "report_positive_score_low", "score_high_report_negative", "score_high_not_mentioned"
+    ]
     report_status: MentionStatus | Literal["not_mentioned"]
     score: float
     message: str

@@ -26,9 +26,20 @@ from typing import Literal
 Status = Literal["positive", "negative", "uncertain"]
 
 CHEXPERT_LABELS: tuple[str, ...] = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Lung Opacity",
-    "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion",
-    "Pleural Other", "Fracture", "Support Devices",
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Lesion",
+    "Lung Opacity",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
 )
 EXTRA_LABELS: tuple[str, ...] = ("Pneumoperitoneum", "Malpositioned Device")
 ALL_LABELS = CHEXPERT_LABELS + EXTRA_LABELS
@@ -48,59 +59,92 @@ class Mention:
 _I = re.IGNORECASE
 _PATTERNS: dict[str, list[str]] = {
     "Enlarged Cardiomediastinum": [
-        r"widen(?:ed|ing) (?:of the )?(?:superior )?mediastin\w*", r"mediastinal widening",
+        r"widen(?:ed|ing) (?:of the )?(?:superior )?mediastin\w*",
+        r"mediastinal widening",
         r"enlarged (?:cardio)?mediastin\w+(?: silhouette| contours?)?",
         r"(?:cardio)?mediastin\w+ (?:silhouette|contours?) (?:is |are )?(?:widened|enlarged)",
     ],
     "Cardiomegaly": [
-        r"cardiomegaly", r"cardiac enlargement", r"enlarged (?:heart|cardiac silhouette)",
+        r"cardiomegaly",
+        r"cardiac enlargement",
+        r"enlarged (?:heart|cardiac silhouette)",
         r"enlargement of the (?:heart|cardiac silhouette)",
         r"(?:heart|cardiac silhouette|heart size|cardiac size) (?:is |appears |remains )?"
         r"(?:mildly |moderately |markedly |severely |slightly )?(?:enlarged|increased)",
     ],
     "Lung Lesion": [
-        r"nodul(?:e|es|ar opacit\w+|ar densit\w+)", r"(?<!soft tissue )\bmass(?:es)?\b",
-        r"\blesions?\b", r"\btumou?rs?\b", r"neoplasm", r"carcinoma", r"cavitary",
+        r"nodul(?:e|es|ar opacit\w+|ar densit\w+)",
+        r"(?<!soft tissue )\bmass(?:es)?\b",
+        r"\blesions?\b",
+        r"\btumou?rs?\b",
+        r"neoplasm",
+        r"carcinoma",
+        r"cavitary",
         r"\bmetasta\w+",
     ],
     "Lung Opacity": [
-        r"opacit(?:y|ies)", r"opacification", r"infiltrat\w*", r"airspace disease",
-        r"ground[- ]glass", r"\bhaz(?:e|y|iness)\b",
+        r"opacit(?:y|ies)",
+        r"opacification",
+        r"infiltrat\w*",
+        r"airspace disease",
+        r"ground[- ]glass",
+        r"\bhaz(?:e|y|iness)\b",
         r"interstitial (?:markings|pattern|prominence)",
         r"reticular\w*",
     ],
     "Edema": [
-        r"\bedema\b", r"\boedema\b", r"(?:pulmonary|vascular) congestion", r"kerley b",
-        r"cephalization", r"fluid overload",
+        r"\bedema\b",
+        r"\boedema\b",
+        r"(?:pulmonary|vascular) congestion",
+        r"kerley b",
+        r"cephalization",
+        r"fluid overload",
     ],
     "Consolidation": [r"consolidat\w+", r"air bronchogram"],
     "Pneumonia": [r"pneumonia", r"pneumonic", r"infectious process", r"\binfection\b"],
     "Atelectasis": [r"atelecta\w+", r"(?:lobar |segmental )?collapse\b", r"volume loss"],
     "Pneumothorax": [r"pneumothora(?:x|ces)", r"\bptx\b"],
     "Pleural Effusion": [
-        r"effusions?", r"pleural fluid", r"hydrothorax",
+        r"effusions?",
+        r"pleural fluid",
+        r"hydrothorax",
         r"blunt\w* (?:of )?(?:the )?(?:\w+ )?(?:costophrenic|cp) angles?",
         r"(?:costophrenic|cp) angles? (?:is |are )?blunted",
     ],
     "Pleural Other": [
-        r"pleural (?:thickening|plaques?|scarring|calcification)", r"fibrothorax",
+        r"pleural (?:thickening|plaques?|scarring|calcification)",
+        r"fibrothorax",
     ],
     "Fracture": [r"fractur\w+", r"\bfx\b"],
     "Support Devices": [
         r"(?:endotracheal|tracheostomy|nasogastric|orogastric|enteric|feeding|chest|et|ng|og)"
         r" tubes?",
         r"(?:central venous|central|picc|swan[- ]ganz|arterial|dialysis) (?:line|catheter)s?",
-        r"\bpicc\b", r"catheters?", r"pacemaker", r"\bpacer\b", r"defibrillator", r"\baicd\b",
-        r"\bicd\b", r"sternotomy wires?", r"surgical clips", r"\bstents?\b", r"port-a-cath",
-        r"\blvad\b", r"\bdrains?\b", r"\bleads?\b", r"valve replacement",
+        r"\bpicc\b",
+        r"catheters?",
+        r"pacemaker",
+        r"\bpacer\b",
+        r"defibrillator",
+        r"\baicd\b",
+        r"\bicd\b",
+        r"sternotomy wires?",
+        r"surgical clips",
+        r"\bstents?\b",
+        r"port-a-cath",
+        r"\blvad\b",
+        r"\bdrains?\b",
+        r"\bleads?\b",
+        r"valve replacement",
     ],
     "Pneumoperitoneum": [
-        r"pneumoperitoneum", r"free (?:intra-?peritoneal )?air",
+        r"pneumoperitoneum",
+        r"free (?:intra-?peritoneal )?air",
         r"sub-?diaphragmatic (?:free )?air",
         r"air under the (?:right |left )?(?:hemi)?diaphragm",
     ],
     "Malpositioned Device": [
-        r"malposition\w*", r"mal-positioned",
+        r"malposition\w*",
+        r"mal-positioned",
         r"(?:tube|catheter|line)(?: tip)? (?:\w+ ){0,4}(?:in|into|within|at) the "
         r"(?:right |left )?(?:mainstem|main stem|main) bronch\w+",
         r"(?:tube|catheter|line)(?: tip)? (?:\w+ ){0,4}(?:in|into|within) the "
@@ -113,18 +157,31 @@ _COMPILED = {label: [re.compile(p, _I) for p in pats] for label, pats in _PATTER
 
 # Phrases that settle a label's status by themselves (matched before the patterns above).
 _PHRASES: list[tuple[str, str, Status]] = [
-    (r"(?:heart|cardiac) (?:size|silhouette)(?: and \w+ contours?)? (?:is |are |remains? )?"
-     r"(?:normal|within normal limits|not enlarged|upper limits of normal|top normal|"
-     r"unremarkable|stable)|normal (?:heart|cardiac) (?:size|silhouette)", "Cardiomegaly",
-     "negative"),
+    (
+        r"(?:heart|cardiac) (?:size|silhouette)(?: and \w+ contours?)? (?:is |are |remains? )?"
+        r"(?:normal|within normal limits|not enlarged|upper limits of normal|top normal|"
+        r"unremarkable|stable)|normal (?:heart|cardiac) (?:size|silhouette)",
+        "Cardiomegaly",
+        "negative",
+    ),
     (r"(?:heart|cardiac silhouette) is not enlarged", "Cardiomegaly", "negative"),
-    (r"(?:cardio)?mediastin\w+ (?:silhouette|contours?)(?: and \w+ contours?)? (?:is |are )?"
-     r"(?:normal|within normal limits|unremarkable|stable)|normal (?:cardio)?mediastin\w+ "
-     r"(?:silhouette|contours?)", "Enlarged Cardiomediastinum", "negative"),
-    (r"lungs? (?:are |is |remain )?(?:clear|well expanded and clear)|clear lungs?",
-     "Lung Opacity", "negative"),
-    (r"(?:costophrenic|cp) angles? (?:is |are )?(?:sharp|clear|preserved)", "Pleural Effusion",
-     "negative"),
+    (
+        r"(?:cardio)?mediastin\w+ (?:silhouette|contours?)(?: and \w+ contours?)? (?:is |are )?"
+        r"(?:normal|within normal limits|unremarkable|stable)|normal (?:cardio)?mediastin\w+ "
+        r"(?:silhouette|contours?)",
+        "Enlarged Cardiomediastinum",
+        "negative",
+    ),
+    (
+        r"lungs? (?:are |is |remain )?(?:clear|well expanded and clear)|clear lungs?",
+        "Lung Opacity",
+        "negative",
+    ),
+    (
+        r"(?:costophrenic|cp) angles? (?:is |are )?(?:sharp|clear|preserved)",
+        "Pleural Effusion",
+        "negative",
+    ),
     (r"pleural spaces? (?:is |are )?clear", "Pleural Effusion", "negative"),
     (r"no pleural abnormalit\w+", "Pleural Effusion", "negative"),
 ]
@@ -136,33 +193,45 @@ _NORMAL_STUDY = re.compile(
     r"film|study)|(?:unremarkable|normal) (?:study|examination|radiograph)|"
     r"no radiographic evidence of (?:acute )?(?:cardiopulmonary )?disease|"
     r"(?:study|examination|radiograph|chest x-?ray) (?:is|appears) (?:normal|unremarkable)|"
-    r"within normal limits for age", _I)
+    r"within normal limits for age",
+    _I,
+)
 
 _UNCERTAIN_PRE = re.compile(
     r"\b(?:may|might|could|possibl[ey]|probabl[ey]|likely|questionable|question of|suspicious "
     r"for|suspected|concern(?:ing)? for|suggest\w*|differential|versus|vs\.?|cannot (?:be )?"
     r"(?:excluded|ruled out)|can ?not rule out|cannot exclude|not (?:be )?excluded|rule out|"
-    r"r/o|equivocal|borderline|indeterminate|atypical|presumed|consistent with)\b", _I)
+    r"r/o|equivocal|borderline|indeterminate|atypical|presumed|consistent with)\b",
+    _I,
+)
 _UNCERTAIN_POST = re.compile(
     r"^[^.;]*?\b(?:cannot be (?:excluded|ruled out)|(?:is |are )?not (?:be )?(?:excluded|ruled "
     r"out)|is (?:possible|suspected|likely|questioned)|are (?:possible|suspected|likely)|"
-    r"(?:may|might|could) be (?:present|seen)|versus|vs\.?\b)", _I)
+    r"(?:may|might|could) be (?:present|seen)|versus|vs\.?\b)",
+    _I,
+)
 _NEGATION_PRE = re.compile(
     r"\b(?:no(?!\s+(?:significant |interval |substantial )?change)(?! longer)|not|without|"
     r"negative for|free of|absence of|absent|resolution of|resolved|clear of|removal of|"
-    r"no longer|rather than|never|neither|nor|denies)\b", _I)
+    r"no longer|rather than|never|neither|nor|denies)\b",
+    _I,
+)
 _NEGATION_POST = re.compile(
     r"^[^.;]*?\b(?:(?:is|are|was|were|has been|have been) (?:not (?:seen|identified|present|"
     r"evident|visuali[sz]ed|appreciated|demonstrated)|absent|removed|resolved)|has resolved|"
     r"have resolved|not (?:seen|identified|present|evident|appreciated)|no longer (?:seen|"
-    r"present|visuali[sz]ed))", _I)
+    r"present|visuali[sz]ed))",
+    _I,
+)
 # Where a negation/uncertainty scope ends (cue and mention must share a scope).
 _SCOPE_BREAK = re.compile(
     r";|\bbut\b|\bhowever\b|\balthough\b|\bthough\b|\bexcept\b|\bwhereas\b|\bwhich\b|"
     r"\bthere (?:is|are)\b|, (?=(?:with |and )?(?:a |an )?(?:small|moderate|large|mild|new|"
     r"increased|persistent|stable|worsening|improved|trace|minimal|marked|severe)\b)|"
     r"\band (?=(?:a |an )?(?:small|moderate|large|mild|new|trace|minimal|marked|severe)\b)|"
-    r"\bwith (?=(?:a |an )?(?:small|moderate|large|mild|new|trace|minimal|marked|severe)\b)", _I)
+    r"\bwith (?=(?:a |an )?(?:small|moderate|large|mild|new|trace|minimal|marked|severe)\b)",
+    _I,
+)
 _CLAUSE_BREAK = re.compile(r",|;|\band\b|\bwith\b|\bbut\b|\bwhile\b|\bwhereas\b", _I)
 _LEFT = re.compile(r"\bleft\b|\blt\b", _I)
 _RIGHT = re.compile(r"\bright\b|\brt\b", _I)
@@ -175,8 +244,11 @@ _SEVERITY = [
     ("mild", re.compile(r"\bmild(?:ly)?\b", _I)),
 ]
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+|(?<=[.!?])$")
-_HEADING = re.compile(r"^\s*[#*]*\s*(?:technique|comparison|findings?|impression|indication|"
-                      r"history|conclusion)\s*[:*]*\s*", _I)
+_HEADING = re.compile(
+    r"^\s*[#*]*\s*(?:technique|comparison|findings?|impression|indication|"
+    r"history|conclusion)\s*[:*]*\s*",
+    _I,
+)
 _RANK = {"positive": 3, "uncertain": 2, "negative": 1}
 
 
@@ -209,8 +281,8 @@ def _scope_end(sentence: str, pos: int) -> int:
 
 
 def _status(sentence: str, start: int, end: int) -> Status:
-    before = sentence[_scope_start(sentence, start):start]
-    after = sentence[end:_scope_end(sentence, end)]
+    before = sentence[_scope_start(sentence, start) : start]
+    after = sentence[end : _scope_end(sentence, end)]
     if _UNCERTAIN_PRE.search(before) or _UNCERTAIN_POST.search(after):
         return "uncertain"
     if _NEGATION_PRE.search(before) or _NEGATION_POST.search(after):
@@ -223,7 +295,7 @@ def _clause(sentence: str, start: int, end: int) -> str:
     for m in _CLAUSE_BREAK.finditer(sentence, lo, start):
         lo = m.end()
     m = _CLAUSE_BREAK.search(sentence, end, end + WINDOW)
-    return sentence[lo:(m.start() if m else min(len(sentence), end + WINDOW))]
+    return sentence[lo : (m.start() if m else min(len(sentence), end + WINDOW))]
 
 
 def _laterality(clause: str) -> Literal["left", "right", "bilateral"] | None:
@@ -259,8 +331,9 @@ def sentence_mentions(sentence: str) -> list[Mention]:
                 taken.setdefault(label, []).append(m.span())
                 clause = _clause(sentence, *m.span())
                 status = _status(sentence, *m.span())
-                found.append(Mention(label, status, _laterality(clause), _severity(clause),
-                                     sentence))
+                found.append(
+                    Mention(label, status, _laterality(clause), _severity(clause), sentence)
+                )
     return found
 
 
@@ -269,8 +342,13 @@ def _merge(a: Mention, b: Mention) -> Mention:
     lat = best.laterality
     if other.status == best.status and other.laterality and other.laterality != lat:
         lat = "bilateral" if lat else other.laterality
-    return Mention(best.label, best.status, lat, best.severity or (
-        other.severity if other.status == best.status else None), best.evidence)
+    return Mention(
+        best.label,
+        best.status,
+        lat,
+        best.severity or (other.severity if other.status == best.status else None),
+        best.evidence,
+    )
 
 
 def label_report(text: str) -> dict[str, Mention]:
@@ -285,9 +363,11 @@ def label_report(text: str) -> dict[str, Mention]:
             result[mention.label] = mention if prev is None else _merge(prev, mention)
     pathology = [m for k, m in result.items() if k not in _NOT_PATHOLOGY]
     if (normal_evidence or result) and not any(
-            m.status in ("positive", "uncertain") for m in pathology):
-        result["No Finding"] = Mention("No Finding", "positive", None, None,
-                                       normal_evidence or "no pathology asserted")
+        m.status in ("positive", "uncertain") for m in pathology
+    ):
+        result["No Finding"] = Mention(
+            "No Finding", "positive", None, None, normal_evidence or "no pathology asserted"
+        )
     return result
 
 

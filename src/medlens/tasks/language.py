@@ -20,10 +20,24 @@ if TYPE_CHECKING:
     from medlens.tasks.labeler import Mention
 
 LANGUAGES: dict[str, str] = {
-    "en": "English", "es": "Spanish", "fr": "French", "de": "German", "pt": "Portuguese",
-    "zh": "Chinese (Simplified)", "hi": "Hindi", "it": "Italian", "ja": "Japanese",
-    "ko": "Korean", "ar": "Arabic", "ru": "Russian", "nl": "Dutch", "tr": "Turkish",
-    "pl": "Polish", "vi": "Vietnamese", "id": "Indonesian", "sw": "Swahili",
+    "en": "English",
+    "es": "Spanish",
+    "fr": "French",
+    "de": "German",
+    "pt": "Portuguese",
+    "zh": "Chinese (Simplified)",
+    "hi": "Hindi",
+    "it": "Italian",
+    "ja": "Japanese",
+    "ko": "Korean",
+    "ar": "Arabic",
+    "ru": "Russian",
+    "nl": "Dutch",
+    "tr": "Turkish",
+    "pl": "Polish",
+    "vi": "Vietnamese",
+    "id": "Indonesian",
+    "sw": "Swahili",
 }
 
 
@@ -43,13 +57,21 @@ def language_instruction(code: str) -> str:
     if code == "en":
         return ""
     name = LANGUAGES[code]
-    return (f"Write the whole report in {name}. Keep the section headings exactly as "
-            "'Technique:', 'Findings:' and 'Impression:' in English; write everything else "
-            f"in {name}. Keep medical terms accurate and keep left and right exact.")
+    return (
+        f"Write the whole report in {name}. Keep the section headings exactly as "
+        "'Technique:', 'Findings:' and 'Impression:' in English; write everything else "
+        f"in {name}. Keep medical terms accurate and keep left and right exact."
+    )
 
 
-def back_translate(generator: Generator, text: str, *, prompt_format: str,
-                   max_new_tokens: int = 400, stats: GenerationStats | None = None) -> str:
+def back_translate(
+    generator: Generator,
+    text: str,
+    *,
+    prompt_format: str,
+    max_new_tokens: int = 400,
+    stats: GenerationStats | None = None,
+) -> str:
     """The model's English translation of `text` (thinking removed)."""
     from medlens.models.protocols import GenerationConfig
     from medlens.models.thinking import strip_thinking
@@ -57,8 +79,9 @@ def back_translate(generator: Generator, text: str, *, prompt_format: str,
 
     template = load_prompt("back-translate")
     messages = build_messages(template, prompt_format=prompt_format, data={"report": text})
-    out = "".join(generator.stream(messages, GenerationConfig(max_new_tokens=max_new_tokens),
-                                   stats))
+    out = "".join(
+        generator.stream(messages, GenerationConfig(max_new_tokens=max_new_tokens), stats)
+    )
     return strip_thinking(out).strip()
 
 
@@ -83,5 +106,9 @@ def check_back_translation(
             mismatches.append(f"{label}: negated in the back-translation, encoder {score:.2f}")
     if not back_translation.strip():
         mismatches.append("The back-translation is empty: the report could not be checked.")
-    return LanguageCheck(language=language, back_translation=back_translation,
-                         assertions=assertions_from(mentions), mismatches=mismatches)
+    return LanguageCheck(
+        language=language,
+        back_translation=back_translation,
+        assertions=assertions_from(mentions),
+        mismatches=mismatches,
+    )

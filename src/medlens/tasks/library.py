@@ -93,9 +93,16 @@ def _thumbnail_png(image: Any) -> bytes:
 class CaseLibrary:
     """One named library, searched in one encoder's embedding space."""
 
-    def __init__(self, settings: Settings, name: str, encoder_id: str | None,
-                 *, index: IndexMode = "auto", ann_min_size: int = 200_000,
-                 snapshot_min_size: int = 10_000) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        name: str,
+        encoder_id: str | None,
+        *,
+        index: IndexMode = "auto",
+        ann_min_size: int = 200_000,
+        snapshot_min_size: int = 10_000,
+    ) -> None:
         if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
             raise ConfigError(f"Library name {name!r}: use letters, digits, '-', '_' or '.'.")
         self.settings = settings
@@ -111,8 +118,9 @@ class CaseLibrary:
         self._loaded: tuple[tuple[str, int, int], np.ndarray, VectorIndex] | None = None
 
     @classmethod
-    def open(cls, settings: Settings, name: str = "default", encoder_id: str | None = None,
-             **kwargs: Any) -> CaseLibrary:
+    def open(
+        cls, settings: Settings, name: str = "default", encoder_id: str | None = None, **kwargs: Any
+    ) -> CaseLibrary:
         """Open (creating tables if needed). `encoder_id`: a registry id (e.g.
         "google/medsiglip-448"), an exact `id@weights` key, or None for settings.encoder."""
         return cls(settings, name, encoder_id, **kwargs)
@@ -165,8 +173,13 @@ class CaseLibrary:
         with self._lock:
             return self._add_locked(encoder, record, cases, progress)
 
-    def _add_locked(self, encoder: Encoder, record: ModelRecord, cases: Sequence[CaseInput],
-                    progress: Callable[[int, int], None] | None) -> AddReport:
+    def _add_locked(
+        self,
+        encoder: Encoder,
+        record: ModelRecord,
+        cases: Sequence[CaseInput],
+        progress: Callable[[int, int], None] | None,
+    ) -> AddReport:
         from medlens.imaging.deid import DeidPolicy
         from medlens.imaging.ingest import ingest
         from medlens.store.blobs import BlobStore
@@ -190,16 +203,18 @@ class CaseLibrary:
                         from medlens.imaging.deid import strip_raster
 
                         stored = strip_raster(img.image)
-                    rows.append({
-                        "case_id": case.case_id,
-                        "filename": case.path.name,
-                        "image_sha256": blobs.put(stored),
-                        "pixel_sha256": img.pixel_sha256,
-                        "labels": case.labels,
-                        "report": case.report,
-                        "thumbnail": blobs.put(_thumbnail_png(img.image)),
-                        "source": case.source,
-                    })
+                    rows.append(
+                        {
+                            "case_id": case.case_id,
+                            "filename": case.path.name,
+                            "image_sha256": blobs.put(stored),
+                            "pixel_sha256": img.pixel_sha256,
+                            "labels": case.labels,
+                            "report": case.report,
+                            "thumbnail": blobs.put(_thumbnail_png(img.image)),
+                            "source": case.source,
+                        }
+                    )
                     ingested.append(img)
                 except MedLensError as exc:
                     report.failed.append((case.case_id, str(exc)))
@@ -209,8 +224,14 @@ class CaseLibrary:
                 progress(min(start + len(batch), len(cases)), len(cases))
         return report
 
-    def _embed_into_cache(self, encoder: Encoder, record: ModelRecord, ingested: list[Any],
-                          enc_id: str, report: AddReport) -> None:
+    def _embed_into_cache(
+        self,
+        encoder: Encoder,
+        record: ModelRecord,
+        ingested: list[Any],
+        enc_id: str,
+        report: AddReport,
+    ) -> None:
         cached = self.db.cached_vectors([i.pixel_sha256 for i in ingested], enc_id)
         todo = {i.pixel_sha256: i for i in ingested if i.pixel_sha256 not in cached}
         report.cached += len(ingested) - len(todo)
@@ -268,7 +289,8 @@ class CaseLibrary:
             ids, mat = self._matrix(enc_id, gen)
             index: VectorIndex = ExactIndex(mat)
             use_ann = self.index_mode == "ivf" or (
-                self.index_mode == "auto" and len(ids) >= self.ann_min_size)
+                self.index_mode == "auto" and len(ids) >= self.ann_min_size
+            )
             if use_ann and len(ids) > 0:
                 index = self._ivf(enc_id, gen, mat)
             self._loaded = ((enc_id, gen, len(ids)), ids, index)
@@ -309,8 +331,12 @@ class CaseLibrary:
 
     def _ivf(self, enc_id: str, gen: int, mat: np.ndarray) -> IVFIndex:
         path = self._index_path(enc_id)
-        expect = {"generation": gen, "n": int(mat.shape[0]), "encoder_id": enc_id,
-                  "library": self.name}
+        expect = {
+            "generation": gen,
+            "n": int(mat.shape[0]),
+            "encoder_id": enc_id,
+            "library": self.name,
+        }
         if path.is_file():
             try:
                 idx, meta = IVFIndex.load(path, mat)
@@ -356,8 +382,9 @@ class CaseLibrary:
         emb = np.asarray(encoder.embed_texts([text]), np.float32)
         return self.search_image(emb[0], k)
 
-    def search_images(self, encoder: Encoder, record: ModelRecord, images: Sequence[Any],
-                      k: int = 10) -> list[list[SimilarCase]]:
+    def search_images(
+        self, encoder: Encoder, record: ModelRecord, images: Sequence[Any], k: int = 10
+    ) -> list[list[SimilarCase]]:
         """Embed ingested images with `encoder` and search each."""
         self.use_encoder(encoder)
         emb = np.asarray(encoder.embed_images(image_parts(list(images), record.preprocess)))
@@ -375,12 +402,28 @@ class CaseLibrary:
             if c is None:  # removed between index load and lookup
                 continue
             thumb_path = str(blobs.path(c.thumbnail)) if c.thumbnail else None
-            binary = {k: int(v) for k, v in c.labels.items()
-                      if isinstance(v, (bool, int)) and v in (0, 1)}
-            text = {k: str(v) for k, v in c.labels.items()
-                    if k not in binary and v != "" and k != "patient_group"}
-            out.append(SimilarCase(c.case_id, c.filename, binary, _snippet(c.report), sim,
-                                   c.thumbnail, thumb_path, self.name, rank, text))
+            binary = {
+                k: int(v) for k, v in c.labels.items() if isinstance(v, (bool, int)) and v in (0, 1)
+            }
+            text = {
+                k: str(v)
+                for k, v in c.labels.items()
+                if k not in binary and v != "" and k != "patient_group"
+            }
+            out.append(
+                SimilarCase(
+                    c.case_id,
+                    c.filename,
+                    binary,
+                    _snippet(c.report),
+                    sim,
+                    c.thumbnail,
+                    thumb_path,
+                    self.name,
+                    rank,
+                    text,
+                )
+            )
         return out
 
     # --- for probes / evaluation ------------------------------------------------------------

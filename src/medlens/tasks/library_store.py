@@ -81,21 +81,34 @@ class CaseRow:
     added_at: str
 
 
-_CASE_COLS = ("id, library, case_id, filename, image_sha256, pixel_sha256, labels, report, "
-              "thumbnail, source, added_at")
+_CASE_COLS = (
+    "id, library, case_id, filename, image_sha256, pixel_sha256, labels, report, "
+    "thumbnail, source, added_at"
+)
 
 
 def _case(row: Sequence[Any]) -> CaseRow:
-    return CaseRow(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]),
-                   row[7], row[8], row[9], row[10])
+    return CaseRow(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        json.loads(row[6]),
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+    )
 
 
 def sqlite_path_for(settings: Any) -> Path:
     url: str = settings.resolved_database_url
     if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///"):]).expanduser()
+        return Path(url[len("sqlite:///") :]).expanduser()
     if url.startswith("sqlite://"):
-        return Path(url[len("sqlite://"):]).expanduser()
+        return Path(url[len("sqlite://") :]).expanduser()
     return settings.data_path / "library.db"
 
 
@@ -105,8 +118,9 @@ class LibraryDB:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None,
-                                    check_same_thread=False)
+        self.conn = sqlite3.connect(
+            str(path), timeout=30.0, isolation_level=None, check_same_thread=False
+        )
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
         apply_sqlite_migrations(self.conn, MIGRATIONS)
@@ -122,15 +136,24 @@ class LibraryDB:
         return int(row[0]) if row else 0
 
     def libraries(self) -> list[tuple[str, int]]:
-        return [(r[0], int(r[1])) for r in self.conn.execute(
-            "SELECT library, COUNT(*) FROM library_cases GROUP BY library ORDER BY library")]
+        return [
+            (r[0], int(r[1]))
+            for r in self.conn.execute(
+                "SELECT library, COUNT(*) FROM library_cases GROUP BY library ORDER BY library"
+            )
+        ]
 
     def encoders(self, library: str) -> list[tuple[str, int]]:
         """Encoder ids with vectors for this library's cases, most vectors first."""
-        return [(r[0], int(r[1])) for r in self.conn.execute(
-            "SELECT e.encoder_id, COUNT(*) FROM library_cases c JOIN library_embeddings e "
-            "ON e.pixel_sha256 = c.pixel_sha256 WHERE c.library = ? "
-            "GROUP BY e.encoder_id ORDER BY COUNT(*) DESC, MAX(e.created_at) DESC", (library,))]
+        return [
+            (r[0], int(r[1]))
+            for r in self.conn.execute(
+                "SELECT e.encoder_id, COUNT(*) FROM library_cases c JOIN library_embeddings e "
+                "ON e.pixel_sha256 = c.pixel_sha256 WHERE c.library = ? "
+                "GROUP BY e.encoder_id ORDER BY COUNT(*) DESC, MAX(e.created_at) DESC",
+                (library,),
+            )
+        ]
 
     # --- embeddings ----------------------------------------------------------------
     def cached_vectors(self, pixel_shas: Iterable[str], encoder_id: str) -> dict[str, np.ndarray]:
@@ -141,19 +164,24 @@ class LibraryDB:
             marks = ",".join("?" * len(chunk))
             for sha, dim, blob in self.conn.execute(
                 f"SELECT pixel_sha256, dim, vector FROM library_embeddings "
-                f"WHERE encoder_id = ? AND pixel_sha256 IN ({marks})", (encoder_id, *chunk)
+                f"WHERE encoder_id = ? AND pixel_sha256 IN ({marks})",
+                (encoder_id, *chunk),
             ):
                 out[sha] = np.frombuffer(blob, dtype=np.float32, count=dim)
         return out
 
     def put_vectors(self, encoder_id: str, vectors: dict[str, np.ndarray]) -> None:
         now = _now()
-        rows = [(sha, encoder_id, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes(),
-                 now) for sha, v in vectors.items()]
+        rows = [
+            (sha, encoder_id, int(v.shape[0]), np.ascontiguousarray(v, np.float32).tobytes(), now)
+            for sha, v in vectors.items()
+        ]
         with self._tx():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO library_embeddings "
-                "(pixel_sha256, encoder_id, dim, vector, created_at) VALUES (?, ?, ?, ?, ?)", rows)
+                "(pixel_sha256, encoder_id, dim, vector, created_at) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
 
     # --- cases ---------------------------------------------------------------------
     def upsert_cases(self, library: str, cases: Sequence[dict[str, Any]]) -> int:
@@ -169,9 +197,18 @@ class LibraryDB:
                     " pixel_sha256 = excluded.pixel_sha256, labels = excluded.labels, "
                     "report = excluded.report, thumbnail = excluded.thumbnail, "
                     "source = excluded.source, added_at = excluded.added_at",
-                    (library, c["case_id"], c["filename"], c["image_sha256"], c["pixel_sha256"],
-                     json.dumps(c.get("labels") or {}, sort_keys=True), c.get("report"),
-                     c.get("thumbnail"), c.get("source", ""), now),
+                    (
+                        library,
+                        c["case_id"],
+                        c["filename"],
+                        c["image_sha256"],
+                        c["pixel_sha256"],
+                        json.dumps(c.get("labels") or {}, sort_keys=True),
+                        c.get("report"),
+                        c.get("thumbnail"),
+                        c.get("source", ""),
+                        now,
+                    ),
                 )
             self._bump(library)
         return len(cases)
@@ -184,8 +221,12 @@ class LibraryDB:
         return int(n)
 
     def cases(self, library: str) -> list[CaseRow]:
-        return [_case(r) for r in self.conn.execute(
-            f"SELECT {_CASE_COLS} FROM library_cases WHERE library = ? ORDER BY id", (library,))]
+        return [
+            _case(r)
+            for r in self.conn.execute(
+                f"SELECT {_CASE_COLS} FROM library_cases WHERE library = ? ORDER BY id", (library,)
+            )
+        ]
 
     def cases_by_id(self, ids: Sequence[int]) -> dict[int, CaseRow]:
         out: dict[int, CaseRow] = {}
@@ -206,7 +247,8 @@ class LibraryDB:
         for cid, d, blob in self.conn.execute(
             "SELECT c.id, e.dim, e.vector FROM library_cases c JOIN library_embeddings e "
             "ON e.pixel_sha256 = c.pixel_sha256 AND e.encoder_id = ? WHERE c.library = ? "
-            "ORDER BY c.id", (encoder_id, library)
+            "ORDER BY c.id",
+            (encoder_id, library),
         ):
             ids.append(int(cid))
             vecs.append(blob)
@@ -217,8 +259,11 @@ class LibraryDB:
         return np.asarray(ids, np.int64), mat.copy()
 
     def count_cases(self, library: str) -> int:
-        return int(self.conn.execute(
-            "SELECT COUNT(*) FROM library_cases WHERE library = ?", (library,)).fetchone()[0])
+        return int(
+            self.conn.execute(
+                "SELECT COUNT(*) FROM library_cases WHERE library = ?", (library,)
+            ).fetchone()[0]
+        )
 
     def bump_generation(self, library: str) -> None:
         with self._tx():
@@ -228,7 +273,9 @@ class LibraryDB:
     def _bump(self, library: str) -> None:
         self.conn.execute(
             "INSERT INTO library_state (library, generation) VALUES (?, 1) "
-            "ON CONFLICT (library) DO UPDATE SET generation = generation + 1", (library,))
+            "ON CONFLICT (library) DO UPDATE SET generation = generation + 1",
+            (library,),
+        )
 
     def _tx(self) -> _Tx:
         return _Tx(self.conn)

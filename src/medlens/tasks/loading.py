@@ -28,18 +28,23 @@ def _loader() -> Any:
     return loader
 
 
-def resolve_record(settings: Settings, model: str | None, kind: str, *,
-                   text: bool = False) -> ModelRecord:
+def resolve_record(
+    settings: Settings, model: str | None, kind: str, *, text: bool = False
+) -> ModelRecord:
     from medlens.models.registry import load_registry
 
     if model is None:
-        model = settings.encoder if kind == "encoder" else (
-            settings.text_model if text else settings.generator)
+        model = (
+            settings.encoder
+            if kind == "encoder"
+            else (settings.text_model if text else settings.generator)
+        )
     return load_registry(settings).resolve(model, kind=kind)  # type: ignore[arg-type]
 
 
-def load_generator_for(settings: Settings, model: str | None, *, text: bool = False
-                       ) -> tuple[Generator, ModelRecord]:
+def load_generator_for(
+    settings: Settings, model: str | None, *, text: bool = False
+) -> tuple[Generator, ModelRecord]:
     """The generator named by `model` (default settings.generator / text_generator)."""
     record = resolve_record(settings, model, "generator", text=text)
     return _loader().load_generator(record, settings), record

@@ -15,8 +15,12 @@ if TYPE_CHECKING:
     from medlens.tasks.interpret import InterpretOptions
     from medlens.tasks.study import Study, StudyImage
 
-_MODALITY_PROMPT = {"dermatology": "dermatology", "pathology": "pathology",
-                    "fundus": "fundus", "ct": "ct"}
+_MODALITY_PROMPT = {
+    "dermatology": "dermatology",
+    "pathology": "pathology",
+    "fundus": "fundus",
+    "ct": "ct",
+}
 
 
 def generator_parts(images: Sequence[StudyImage], spec: PreprocessSpec) -> list[ImagePart]:
@@ -34,11 +38,13 @@ def generator_parts(images: Sequence[StudyImage], spec: PreprocessSpec) -> list[
         if ing.volume is not None and len(ing.volume) > 1:
             for n, frame in enumerate(ing.volume):
                 pil = Image.fromarray(frame, "RGB")
-                parts.append(ImagePart(preprocess(pil, spec),
-                                       key=f"{ing.pixel_sha256}:s{n}:{spec.size}"))
+                parts.append(
+                    ImagePart(preprocess(pil, spec), key=f"{ing.pixel_sha256}:s{n}:{spec.size}")
+                )
         else:
-            parts.append(ImagePart(preprocess(ing.image, spec),
-                                   key=f"{ing.pixel_sha256}:{spec.size}"))
+            parts.append(
+                ImagePart(preprocess(ing.image, spec), key=f"{ing.pixel_sha256}:{spec.size}")
+            )
     return parts
 
 
@@ -51,8 +57,9 @@ def label_set_for(modality: str, options: InterpretOptions) -> str | None:
     return modality if modality in builtin_label_sets() else None
 
 
-def choose_prompt(study: Study, images: Sequence[StudyImage], options: InterpretOptions
-                  ) -> PromptTemplate:
+def choose_prompt(
+    study: Study, images: Sequence[StudyImage], options: InterpretOptions
+) -> PromptTemplate:
     if options.prompt_name:
         return load_prompt(options.prompt_name)
     if study.modality != "cxr":
@@ -74,8 +81,11 @@ def image_list_line(images: Sequence[StudyImage], modality: str = "cxr") -> str:
 def untrusted_fields(study: Study, images: Sequence[StudyImage]) -> dict[str, str | None]:
     ctx = study.context
     fields: dict[str, str | None] = {
-        "indication": ctx.indication, "age": ctx.age, "sex": ctx.sex,
-        "clinical notes": ctx.notes, "patient record summary": ctx.ehr_summary,
+        "indication": ctx.indication,
+        "age": ctx.age,
+        "sex": ctx.sex,
+        "clinical notes": ctx.notes,
+        "patient record summary": ctx.ehr_summary,
     }
     for n, img in enumerate(images, 1):
         if img.ingested.metadata.description:

@@ -54,8 +54,9 @@ def _sklearn() -> Any:
     try:
         from sklearn import linear_model, model_selection
     except ImportError as exc:
-        raise BackendUnavailable("Probe training needs scikit-learn: "
-                                 "`pip install medlens[retrieval]`.") from exc
+        raise BackendUnavailable(
+            "Probe training needs scikit-learn: `pip install medlens[retrieval]`."
+        ) from exc
     return linear_model, model_selection
 
 
@@ -80,8 +81,9 @@ def pick_threshold(y: np.ndarray, p: np.ndarray, rule: ThresholdRule) -> float:
 
 def _fit_lr(X: np.ndarray, y: np.ndarray, C: float, seed: int) -> Any:
     linear_model, _ = _sklearn()
-    model = linear_model.LogisticRegression(C=C, max_iter=5000, class_weight="balanced",
-                                            random_state=seed)
+    model = linear_model.LogisticRegression(
+        C=C, max_iter=5000, class_weight="balanced", random_state=seed
+    )
     model.fit(X, y)
     return model
 
@@ -122,8 +124,9 @@ def train_probe(
         )
     # Images of one patient stay in one fold (StratifiedGroupKFold); cases without a
     # known patient count as their own group.
-    grp = np.asarray([g if g is not None else f"case-{i}"
-                      for i, g in enumerate(groups or [None] * y.size)])
+    grp = np.asarray(
+        [g if g is not None else f"case-{i}" for i, g in enumerate(groups or [None] * y.size)]
+    )
     if grp.shape[0] != y.size:
         raise ConfigError("Probe training: one group per row.")
     n_groups = len(np.unique(grp))
@@ -131,10 +134,11 @@ def train_probe(
     if grouped:
         k = min(k, len(np.unique(grp[y == 1])), len(np.unique(grp[y == 0])))
         if k < 2:
-            raise ConfigError(f"Label {label!r}: positives or negatives come from fewer than "
-                              "2 patients; cross-validation by patient is impossible.")
-        splitter = model_selection.StratifiedGroupKFold(n_splits=k, shuffle=True,
-                                                        random_state=seed)
+            raise ConfigError(
+                f"Label {label!r}: positives or negatives come from fewer than "
+                "2 patients; cross-validation by patient is impossible."
+            )
+        splitter = model_selection.StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     else:
         splitter = model_selection.StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     oof = np.zeros(y.size, np.float64)
@@ -159,8 +163,10 @@ def train_probe(
         "auc": float(stats.roc_auc(y, oof)),
         "auc_ci95": [boot.ci.low, boot.ci.high],
         "auc_ci_method": f"percentile bootstrap, {n_boot} resamples, seed {seed}",
-        "cv": (f"stratified {k}-fold{' grouped by patient' if grouped else ''}, shuffled, "
-               f"seed {seed}; out-of-fold predictions"),
+        "cv": (
+            f"stratified {k}-fold{' grouped by patient' if grouped else ''}, shuffled, "
+            f"seed {seed}; out-of-fold predictions"
+        ),
         "n_groups": n_groups,
         "n": int(y.size),
         "n_positive": n_pos,
@@ -179,7 +185,16 @@ def train_probe(
         **(training or {}),
     }
     return Probe(
-        name=name, label=label, version=f"{stamp}-{digest}", encoder_id=encoder_id,
-        weights=weights, bias=bias, calib_a=a, calib_b=b, threshold=float(threshold),
-        threshold_rule=str(rule), metrics=metrics, training=train_meta,
+        name=name,
+        label=label,
+        version=f"{stamp}-{digest}",
+        encoder_id=encoder_id,
+        weights=weights,
+        bias=bias,
+        calib_a=a,
+        calib_b=b,
+        threshold=float(threshold),
+        threshold_rule=str(rule),
+        metrics=metrics,
+        training=train_meta,
     )

@@ -85,16 +85,21 @@ def load_prompt(name: str) -> PromptTemplate:
         sysdata = _raw(data["system"])
         system, system_ref = sysdata["text"], f"{sysdata['name']}@{sysdata['version']}"
     return PromptTemplate(
-        name=data["name"], version=str(data["version"]), kind=data["kind"],
+        name=data["name"],
+        version=str(data["version"]),
+        kind=data["kind"],
         instruction=data.get("instruction", data.get("text", "")).strip(),
-        system=system, system_ref=system_ref, modality=data.get("modality"),
+        system=system,
+        system_ref=system_ref,
+        modality=data.get("modality"),
     )
 
 
 def available_prompts() -> list[str]:
     folder = resources.files("medlens.tasks.prompts")
-    return sorted(p.name[:-5].replace("_", "-") for p in folder.iterdir()
-                  if p.name.endswith(".toml"))
+    return sorted(
+        p.name[:-5].replace("_", "-") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def sanitize_untrusted(text: str, limit: int = MAX_FIELD_CHARS) -> str:
@@ -122,8 +127,9 @@ def data_section(fields: Mapping[str, str | None]) -> str:
     return "\n".join([DATA_PREAMBLE, DATA_OPEN, *lines, DATA_CLOSE])
 
 
-def compose_text(instruction: str, extra_lines: Sequence[str] = (),
-                 data: Mapping[str, str | None] | None = None) -> str:
+def compose_text(
+    instruction: str, extra_lines: Sequence[str] = (), data: Mapping[str, str | None] | None = None
+) -> str:
     """Instructions (trusted) first, then the data section."""
     parts = [instruction.strip(), *[line for line in extra_lines if line]]
     block = data_section(data or {})

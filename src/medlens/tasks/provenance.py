@@ -26,9 +26,14 @@ if TYPE_CHECKING:
 
 def model_provenance(info: BackendInfo) -> ModelProvenance:
     return ModelProvenance(
-        model_id=info.model_id, backend=info.backend, source=info.source,
-        revision=info.revision, weights_hash=info.weights_hash, dtype=info.dtype,
-        device=info.device, is_test=info.is_test,
+        model_id=info.model_id,
+        backend=info.backend,
+        source=info.source,
+        revision=info.revision,
+        weights_hash=info.weights_hash,
+        dtype=info.dtype,
+        device=info.device,
+        is_test=info.is_test,
     )
 
 
@@ -36,8 +41,9 @@ def prompt_ref(template: PromptTemplate, custom: str | None, prompt_format: str)
     if custom:
         # A user-typed prompt is recorded by content hash (it has no file version).
         digest = hashlib.sha256(custom.encode()).hexdigest()[:12]
-        return PromptRef(name=f"custom (base {template.ref})", version=digest,
-                         prompt_format=prompt_format)
+        return PromptRef(
+            name=f"custom (base {template.ref})", version=digest, prompt_format=prompt_format
+        )
     name = template.name if not template.system_ref else f"{template.name}+{template.system_ref}"
     return PromptRef(name=name, version=template.version, prompt_format=prompt_format)
 
@@ -56,28 +62,36 @@ def build(
     import medlens
 
     inputs = [
-        InputImage(image_index=n, sha256=img.ingested.sha256,
-                   pixel_sha256=img.ingested.pixel_sha256, format=img.ingested.format,
-                   source_name=img.ingested.source_name)
+        InputImage(
+            image_index=n,
+            sha256=img.ingested.sha256,
+            pixel_sha256=img.ingested.pixel_sha256,
+            format=img.ingested.format,
+            source_name=img.ingested.source_name,
+        )
         for n, img in enumerate(study.images)
     ]
     gen = None
     if stats is not None:
         gen = GenerationSummary(
-            prompt_tokens=stats.prompt_tokens, output_tokens=stats.output_tokens,
-            images_encoded=stats.images_encoded, images_cached=stats.images_cached,
+            prompt_tokens=stats.prompt_tokens,
+            output_tokens=stats.output_tokens,
+            images_encoded=stats.images_encoded,
+            images_cached=stats.images_cached,
             finish_reason=stats.finish_reason,
         )
         timings = {**timings, **{f"generator.{k}": round(v, 6) for k, v in stats.timings.items()}}
-    timings = {**timings, "total": round(sum(v for k, v in timings.items()
-                                             if "." not in k), 6)}
+    timings = {**timings, "total": round(sum(v for k, v in timings.items() if "." not in k), 6)}
     return Provenance(
         medlens_version=medlens.__version__,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         generator=model_provenance(generator.info),
         encoder=model_provenance(encoder.info) if encoder is not None else None,
         prompt=prompt_ref(template[0], template[1], prompt_format) if template else None,
-        inputs=inputs, timings=timings, generation=gen, test_model=test_model,
+        inputs=inputs,
+        timings=timings,
+        generation=gen,
+        test_model=test_model,
     )
 
 
@@ -90,8 +104,9 @@ def _get(obj: Any, *names: str) -> Any:
     return None
 
 
-def similar_cases(library: Any, embedding: Any, k: int, warnings: list[str]
-                  ) -> list[SimilarCase] | None:
+def similar_cases(
+    library: Any, embedding: Any, k: int, warnings: list[str]
+) -> list[SimilarCase] | None:
     """Nearest cases from a case library (H-retrieval's CaseLibrary.search_image)."""
     try:
         hits = library.search_image(embedding, k)
@@ -103,10 +118,14 @@ def similar_cases(library: Any, embedding: Any, k: int, warnings: list[str]
         labels = _get(hit, "labels") or []
         if isinstance(labels, dict):
             labels = [k for k, v in labels.items() if v]
-        out.append(SimilarCase(
-            case_id=str(_get(hit, "case_id", "id")),
-            score=float(_get(hit, "score", "similarity") or 0.0),
-            labels=[str(x) for x in labels], summary=_get(hit, "summary", "report"),
-            thumbnail=_get(hit, "thumbnail"), library=str(_get(hit, "library") or ""),
-        ))
+        out.append(
+            SimilarCase(
+                case_id=str(_get(hit, "case_id", "id")),
+                score=float(_get(hit, "score", "similarity") or 0.0),
+                labels=[str(x) for x in labels],
+                summary=_get(hit, "summary", "report"),
+                thumbnail=_get(hit, "thumbnail"),
+                library=str(_get(hit, "library") or ""),
+            )
+        )
     return out

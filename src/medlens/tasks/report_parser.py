@@ -14,20 +14,84 @@ from medlens.tasks.interpretation import ReportSections
 
 # Heading words per section, English first, then the languages of tasks.language.
 _HEADINGS: dict[str, tuple[str, ...]] = {
-    "technique": ("technique", "technical factors", "view", "views", "examination", "exam",
-                  "técnica", "technik", "तकनीक", "技术", "检查技术"),
-    "comparison": ("comparison", "comparisons", "prior", "comparación", "comparaison",
-                   "vergleich", "comparação", "तुलना", "对比", "比较"),
-    "indication": ("indication", "clinical indication", "history", "clinical history",
-                   "reason for exam", "indicación", "indication clinique", "indikation",
-                   "indicação", "संकेत", "临床指征"),
-    "findings": ("findings", "finding", "observations", "report", "hallazgos", "résultats",
-                 "constatations", "befund", "befunde", "achados", "निष्कर्ष", "所见",
-                 "检查所见", "影像所见", "表现", "发现"),
-    "impression": ("impression", "impressions", "conclusion", "conclusions", "summary",
-                   "assessment", "diagnosis", "impresión", "conclusión", "beurteilung",
-                   "eindruck", "zusammenfassung", "impressão", "conclusão", "प्रभाव", "छाप",
-                   "निष्कर्ष सारांश", "印象", "结论", "诊断意见"),
+    "technique": (
+        "technique",
+        "technical factors",
+        "view",
+        "views",
+        "examination",
+        "exam",
+        "técnica",
+        "technik",
+        "तकनीक",
+        "技术",
+        "检查技术",
+    ),
+    "comparison": (
+        "comparison",
+        "comparisons",
+        "prior",
+        "comparación",
+        "comparaison",
+        "vergleich",
+        "comparação",
+        "तुलना",
+        "对比",
+        "比较",
+    ),
+    "indication": (
+        "indication",
+        "clinical indication",
+        "history",
+        "clinical history",
+        "reason for exam",
+        "indicación",
+        "indication clinique",
+        "indikation",
+        "indicação",
+        "संकेत",
+        "临床指征",
+    ),
+    "findings": (
+        "findings",
+        "finding",
+        "observations",
+        "report",
+        "hallazgos",
+        "résultats",
+        "constatations",
+        "befund",
+        "befunde",
+        "achados",
+        "निष्कर्ष",
+        "所见",
+        "检查所见",
+        "影像所见",
+        "表现",
+        "发现",
+    ),
+    "impression": (
+        "impression",
+        "impressions",
+        "conclusion",
+        "conclusions",
+        "summary",
+        "assessment",
+        "diagnosis",
+        "impresión",
+        "conclusión",
+        "beurteilung",
+        "eindruck",
+        "zusammenfassung",
+        "impressão",
+        "conclusão",
+        "प्रभाव",
+        "छाप",
+        "निष्कर्ष सारांश",
+        "印象",
+        "结论",
+        "诊断意见",
+    ),
 }
 _WORD_TO_SECTION = {w: sec for sec, words in _HEADINGS.items() for w in words}
 _ALT = "|".join(sorted((re.escape(w) for w in _WORD_TO_SECTION), key=len, reverse=True))
@@ -55,11 +119,11 @@ def parse_report(text: str) -> ReportSections:
     for i, m in enumerate(matches):
         name = _WORD_TO_SECTION[m.group(1).lower()]
         end = matches[i + 1].start() if i + 1 < len(matches) else len(raw)
-        body = _clean(raw[m.end():end])
+        body = _clean(raw[m.end() : end])
         if body:
             # A repeated heading (e.g. two "Findings" blocks for two images) is appended.
             sections[name] = f"{sections[name]}\n{body}" if name in sections else body
-    preamble = _clean(raw[:matches[0].start()]) if matches else None
+    preamble = _clean(raw[: matches[0].start()]) if matches else None
     has_f, has_i = "findings" in sections, "impression" in sections
     if has_f and has_i:
         quality = "structured"

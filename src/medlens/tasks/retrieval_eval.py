@@ -44,8 +44,9 @@ def embed_cases(
             except MedLensError as exc:
                 failed.append((case.case_id, str(exc)))
         if imgs:
-            out.append(np.asarray(encoder.embed_images(image_parts(imgs, record.preprocess)),
-                                  np.float32))
+            out.append(
+                np.asarray(encoder.embed_images(image_parts(imgs, record.preprocess)), np.float32)
+            )
     emb = np.concatenate(out) if out else np.empty((0, encoder.dim), np.float32)
     return emb, kept, failed
 

@@ -62,8 +62,9 @@ def chunk_text(text: str, chunk_tokens: int, count) -> list[str]:
     return [c for c in chunks if c.strip()]
 
 
-def _ask(generator: Generator, prompt_name: str, text: str, prompt_format: str,
-         max_new_tokens: int) -> str:
+def _ask(
+    generator: Generator, prompt_name: str, text: str, prompt_format: str, max_new_tokens: int
+) -> str:
     from medlens.models.protocols import GenerationConfig
     from medlens.models.thinking import strip_thinking
     from medlens.tasks.prompting import TEXT_FORMATS, build_messages, load_prompt
@@ -98,8 +99,10 @@ def summarize_text(
         chunks = chunk_text(current, limit, count)
         result.levels = level + 1
         result.chunks_per_level.append(len(chunks))
-        emit(on_event, Event("stage", stage=f"summarise level {level + 1}",
-                             data={"chunks": len(chunks)}))
+        emit(
+            on_event,
+            Event("stage", stage=f"summarise level {level + 1}", data={"chunks": len(chunks)}),
+        )
         outs = []
         for chunk in chunks:
             outs.append(_ask(generator, prompt, chunk, prompt_format, max_new_tokens))

@@ -42,36 +42,74 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule("U01", "Pneumothorax", "urgent", "Pneumothorax reported."),
     Rule("U02", "Pneumothorax", "priority", "Possible pneumothorax reported.", ("uncertain",)),
-    Rule("U03", "Pleural Effusion", "urgent", "Large pleural effusion reported.",
-         severities=("large",)),
-    Rule("U04", "Pleural Effusion", "priority", "Moderate pleural effusion reported.",
-         severities=("moderate",)),
-    Rule("U05", "Pneumoperitoneum", "urgent", "Free intraperitoneal air reported.",
-         ("positive", "uncertain")),
+    Rule(
+        "U03",
+        "Pleural Effusion",
+        "urgent",
+        "Large pleural effusion reported.",
+        severities=("large",),
+    ),
+    Rule(
+        "U04",
+        "Pleural Effusion",
+        "priority",
+        "Moderate pleural effusion reported.",
+        severities=("moderate",),
+    ),
+    Rule(
+        "U05",
+        "Pneumoperitoneum",
+        "urgent",
+        "Free intraperitoneal air reported.",
+        ("positive", "uncertain"),
+    ),
     Rule("U06", "Malpositioned Device", "urgent", "Malpositioned tube or line reported."),
-    Rule("U07", "Malpositioned Device", "priority", "Possibly malpositioned tube or line.",
-         ("uncertain",)),
-    Rule("U08", "Enlarged Cardiomediastinum", "priority",
-         "Widened mediastinum reported (consider aortic pathology)."),
+    Rule(
+        "U07",
+        "Malpositioned Device",
+        "priority",
+        "Possibly malpositioned tube or line.",
+        ("uncertain",),
+    ),
+    Rule(
+        "U08",
+        "Enlarged Cardiomediastinum",
+        "priority",
+        "Widened mediastinum reported (consider aortic pathology).",
+    ),
     Rule("U09", "Pneumonia", "priority", "Pneumonia reported."),
     Rule("U10", "Consolidation", "priority", "Consolidation reported."),
     Rule("U11", "Edema", "priority", "Pulmonary edema reported."),
     Rule("U12", "Lung Lesion", "priority", "Lung nodule or mass reported (needs follow-up)."),
-    Rule("U13", "Fracture", "priority", "Fracture reported (not described as old).",
-         unless=r"\b(?:healed|healing|old|remote|chronic)\b"),
+    Rule(
+        "U13",
+        "Fracture",
+        "priority",
+        "Fracture reported (not described as old).",
+        unless=r"\b(?:healed|healing|old|remote|chronic)\b",
+    ),
 )
 # Text rules catch what the label set cannot express.
 TEXT_RULES: tuple[tuple[str, UrgencyLevel, str, re.Pattern[str]], ...] = (
-    ("T01", "urgent", "Tension physiology mentioned.",
-     re.compile(r"\btension (?:pneumothorax|physiology)|mediastinal shift", re.I)),
-    ("T02", "urgent", "Critical finding language in the report.",
-     re.compile(r"\b(?:critical (?:finding|result)|emergen\w+|immediate(?:ly)? (?:attention|"
-                r"notification|review))\b", re.I)),
+    (
+        "T01",
+        "urgent",
+        "Tension physiology mentioned.",
+        re.compile(r"\btension (?:pneumothorax|physiology)|mediastinal shift", re.I),
+    ),
+    (
+        "T02",
+        "urgent",
+        "Critical finding language in the report.",
+        re.compile(
+            r"\b(?:critical (?:finding|result)|emergen\w+|immediate(?:ly)? (?:attention|"
+            r"notification|review))\b",
+            re.I,
+        ),
+    ),
 )
 # Encoder safety net: a very high score the report does not assert still raises priority.
-SCORE_RULES: tuple[tuple[str, str, float], ...] = (
-    ("S01", "Pneumothorax", 0.85),
-)
+SCORE_RULES: tuple[tuple[str, str, float], ...] = (("S01", "Pneumothorax", 0.85),)
 
 
 def _max_level(levels: list[UrgencyLevel]) -> UrgencyLevel:
@@ -93,32 +131,53 @@ def assess_urgency(
             continue
         if rule.unless and re.search(rule.unless, m.evidence, re.I):
             continue
-        reasons.append(UrgencyReason(rule_id=rule.id, level=rule.level, reason=rule.reason,
-                                     evidence=m.evidence))
+        reasons.append(
+            UrgencyReason(
+                rule_id=rule.id, level=rule.level, reason=rule.reason, evidence=m.evidence
+            )
+        )
     for rule_id, level, reason, rx in TEXT_RULES:
         hit = rx.search(report_text or "")
-        if hit and not re.search(r"\bno\s+(?:\w+\s+){0,2}$", report_text[:hit.start()][-30:],
-                                 re.I):
-            reasons.append(UrgencyReason(rule_id=rule_id, level=level, reason=reason,
-                                         evidence=hit.group(0)))
+        if hit and not re.search(
+            r"\bno\s+(?:\w+\s+){0,2}$", report_text[: hit.start()][-30:], re.I
+        ):
+            reasons.append(
+                UrgencyReason(rule_id=rule_id, level=level, reason=reason, evidence=hit.group(0))
+            )
     for rule_id, label, threshold in SCORE_RULES:
         score = (scores or {}).get(label)
         asserted = mentions.get(label)
-        if score is not None and score >= threshold and not (
-                asserted and asserted.status == "positive"):
-            reasons.append(UrgencyReason(
-                rule_id=rule_id, level="priority",
-                reason=f"Encoder scores {label} {score:.2f} (≥ {threshold}) although the "
-                "report does not assert it.", evidence=f"{label}={score:.2f}"))
+        if (
+            score is not None
+            and score >= threshold
+            and not (asserted and asserted.status == "positive")
+        ):
+            reasons.append(
+                UrgencyReason(
+                    rule_id=rule_id,
+                    level="priority",
+                    reason=f"Encoder scores {label} {score:.2f} (≥ {threshold}) although the "
+                    "report does not assert it.",
+                    evidence=f"{label}={score:.2f}",
+                )
+            )
     if probe is not None and probe.fired:
-        reasons.append(UrgencyReason(
-            rule_id="P01", level="urgent",
-            reason=f"Trained probe {probe.name!r} v{probe.version}: probability "
-            f"{probe.probability:.2f} ≥ threshold {probe.threshold:.2f}.",
-            evidence=f"{probe.name}={probe.probability:.3f}"))
+        reasons.append(
+            UrgencyReason(
+                rule_id="P01",
+                level="urgent",
+                reason=f"Trained probe {probe.name!r} v{probe.version}: probability "
+                f"{probe.probability:.2f} ≥ threshold {probe.threshold:.2f}.",
+                evidence=f"{probe.name}={probe.probability:.3f}",
+            )
+        )
     reasons.sort(key=lambda r: -_ORDER[r.level])
-    return Urgency(level=_max_level([r.level for r in reasons]), reasons=reasons, probe=probe,
-                   rules_version=RULES_VERSION)
+    return Urgency(
+        level=_max_level([r.level for r in reasons]),
+        reasons=reasons,
+        probe=probe,
+        rules_version=RULES_VERSION,
+    )
 
 
 def run_urgent_probe(probe_path: str, embedding: np.ndarray) -> ProbeScore:
@@ -127,5 +186,10 @@ def run_urgent_probe(probe_path: str, embedding: np.ndarray) -> ProbeScore:
 
     probe = load_probe(probe_path)
     p = float(probe.predict_proba(embedding.reshape(1, -1))[0])
-    return ProbeScore(name=probe.name, version=str(probe.version), probability=p,
-                      threshold=float(probe.threshold), fired=p >= float(probe.threshold))
+    return ProbeScore(
+        name=probe.name,
+        version=str(probe.version),
+        probability=p,
+        threshold=float(probe.threshold),
+        fired=p >= float(probe.threshold),
+    )

@@ -24,14 +24,22 @@ class BackendSpec:
 
 BACKENDS: dict[str, BackendSpec] = {
     "transformers": BackendSpec(
-        "transformers", ("torch", "transformers", "safetensors"), "hf",
+        "transformers",
+        ("torch", "transformers", "safetensors"),
+        "hf",
         "Hugging Face transformers (MedGemma, MedSigLIP; CPU or CUDA, bf16/fp32).",
     ),
     "llamacpp": BackendSpec(
-        "llamacpp", ("llama_cpp",), "gguf", "llama.cpp GGUF files (+ mmproj for images).",
+        "llamacpp",
+        ("llama_cpp",),
+        "gguf",
+        "llama.cpp GGUF files (+ mmproj for images).",
     ),
     "openai": BackendSpec(
-        "openai", ("httpx",), "server", "Any OpenAI-compatible server (vLLM, Ollama, llama.cpp).",
+        "openai",
+        ("httpx",),
+        "server",
+        "Any OpenAI-compatible server (vLLM, Ollama, llama.cpp).",
     ),
 }
 
@@ -49,8 +57,12 @@ SCHEME_LOADERS: dict[str, dict[str, str]] = {
     "openai": {"generator": "medlens.models.backends.openai_remote:load_generator"},
 }
 
-SCHEME_BACKEND = {"hf": "transformers", "path": "transformers", "gguf": "llamacpp",
-                  "openai": "openai"}
+SCHEME_BACKEND = {
+    "hf": "transformers",
+    "path": "transformers",
+    "gguf": "llamacpp",
+    "openai": "openai",
+}
 
 
 def is_available(name: str) -> bool:

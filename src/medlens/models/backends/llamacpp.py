@@ -71,16 +71,24 @@ def _render(template: str, messages: list[dict[str, Any]], bos: str, eos: str) -
 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     text = env.from_string(template).render(
-        messages=messages, add_generation_prompt=True, bos_token=bos, eos_token=eos,
+        messages=messages,
+        add_generation_prompt=True,
+        bos_token=bos,
+        eos_token=eos,
         raise_exception=raise_exception,
     )
     # llama.cpp adds BOS itself when tokenising; a second one degrades Gemma's output.
-    return text[len(bos):] if bos and text.startswith(bos) else text
+    return text[len(bos) :] if bos and text.startswith(bos) else text
 
 
 def _template_messages(messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-    return [{"role": m.role, "content": sanitise("".join(
-        p.text for p in m.content if p.type == "text"))} for m in messages]
+    return [
+        {
+            "role": m.role,
+            "content": sanitise("".join(p.text for p in m.content if p.type == "text")),
+        }
+        for m in messages
+    ]
 
 
 def _perf(llama_cpp: Any, llm: Any) -> tuple[int, float, int, float]:
@@ -92,8 +100,15 @@ def _perf(llama_cpp: Any, llm: Any) -> tuple[int, float, int, float]:
 class LlamaCppGenerator:
     """A loaded GGUF model (one llama.cpp context, used by one request at a time)."""
 
-    def __init__(self, llm: Any, info: BackendInfo, *, template: str | None,
-                 chat_format: str | None, has_vision: bool) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        info: BackendInfo,
+        *,
+        template: str | None,
+        chat_format: str | None,
+        has_vision: bool,
+    ) -> None:
         self.llm = llm
         self.info = info
         self.template = template
@@ -151,8 +166,9 @@ class LlamaCppGenerator:
                 stats.images_encoded += n_images
             else:
                 prompt = self._prompt(messages)
-                stats.prompt_tokens = len(self.llm.tokenize(prompt.encode("utf-8"),
-                                                            add_bos=True, special=True))
+                stats.prompt_tokens = len(
+                    self.llm.tokenize(prompt.encode("utf-8"), add_bos=True, special=True)
+                )
                 chunks = self.llm.create_completion(prompt, **sampling)
             try:
                 for chunk in chunks:
@@ -240,9 +256,23 @@ class LlamaCppGenerator:
         return scores
 
 
-_FILE_TYPES = {0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1",
-               10: "Q2_K", 12: "Q3_K_M", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S",
-               17: "Q5_K_M", 18: "Q6_K", 32: "BF16"}
+_FILE_TYPES = {
+    0: "F32",
+    1: "F16",
+    2: "Q4_0",
+    3: "Q4_1",
+    7: "Q8_0",
+    8: "Q5_0",
+    9: "Q5_1",
+    10: "Q2_K",
+    12: "Q3_K_M",
+    14: "Q4_K_S",
+    15: "Q4_K_M",
+    16: "Q5_K_S",
+    17: "Q5_K_M",
+    18: "Q6_K",
+    32: "BF16",
+}
 
 
 def _file_hash(path: Path) -> str:
@@ -261,8 +291,7 @@ def _gemma3_vision_handler(llama_cpp: Any, mmproj: Path, template: str | None) -
     class MedLensMTMDHandler(MTMDChatHandler):
         def _get_chat_template(self, llama_model: Any) -> str:
             found = llama_model.metadata.get("tokenizer.chat_template")
-            return found if isinstance(found, str) and found else (
-                template or GEMMA3_CHAT_TEMPLATE)
+            return found if isinstance(found, str) and found else (template or GEMMA3_CHAT_TEMPLATE)
 
         @classmethod
         def _convert_message_for_template(cls, message: Any, media_marker: str) -> Any:
@@ -291,8 +320,7 @@ def load_generator(record: ModelRecord, settings: Any = None) -> LlamaCppGenerat
         )
     mmproj = Path(str(opts["mmproj"])).expanduser() if opts.get("mmproj") else None
     if mmproj is not None and not mmproj.is_file():
-        raise ModelNotAvailable(f"Vision projector (mmproj) {mmproj} not found for "
-                                f"{record.id!r}.")
+        raise ModelNotAvailable(f"Vision projector (mmproj) {mmproj} not found for {record.id!r}.")
     try:
         n_ctx = int(opts.get("n_ctx", min(record.context_length, 4096)))
         n_threads = int(opts["n_threads"]) if opts.get("n_threads") else None
@@ -302,8 +330,11 @@ def load_generator(record: ModelRecord, settings: Any = None) -> LlamaCppGenerat
         raise ConfigError(f"Bad llama.cpp option for {record.id!r}: {exc}") from None
     chat_format = opts.get("chat_format") or None
     kwargs: dict[str, Any] = {
-        "model_path": str(path), "n_ctx": n_ctx, "n_batch": n_batch,
-        "n_gpu_layers": n_gpu_layers, "verbose": False,
+        "model_path": str(path),
+        "n_ctx": n_ctx,
+        "n_batch": n_batch,
+        "n_gpu_layers": n_gpu_layers,
+        "verbose": False,
     }
     if n_threads:
         kwargs["n_threads"] = n_threads
@@ -327,5 +358,6 @@ def load_generator(record: ModelRecord, settings: Any = None) -> LlamaCppGenerat
         device="cpu" if n_gpu_layers == 0 else "gpu",
         is_test=record.is_test,
     )
-    return LlamaCppGenerator(llm, info, template=template, chat_format=chat_format,
-                             has_vision=mmproj is not None)
+    return LlamaCppGenerator(
+        llm, info, template=template, chat_format=chat_format, has_vision=mmproj is not None
+    )

@@ -131,14 +131,25 @@ class RemoteClient:
 
     def wait_before_retry(self, attempt: int, why: str, retry_after: float | None = None) -> None:
         delay = self.retry.delay(attempt, retry_after)
-        log.warning("remote %s: %s; retry %d/%d in %.1f s", self.shown_url, why, attempt,
-                    self.retry.max_retries, delay)
+        log.warning(
+            "remote %s: %s; retry %d/%d in %.1f s",
+            self.shown_url,
+            why,
+            attempt,
+            self.retry.max_retries,
+            delay,
+        )
         self._sleep(delay)
 
     # --- requests -----------------------------------------------------------------
     def request_json(
-        self, method: str, path: str, body: dict[str, Any] | None = None, *,
-        what: str, root: bool = False,
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        what: str,
+        root: bool = False,
     ) -> tuple[int, Any]:
         """(status, parsed JSON) with retries; raises RemoteModelError on failure.
 

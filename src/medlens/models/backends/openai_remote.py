@@ -180,24 +180,31 @@ class OpenAIRemoteGenerator:
         """Token ids from the server's /tokenize (vLLM or llama-server), None if absent."""
         if self._tokenize_style in (None, "vllm"):
             status, data = self.client.request_json(
-                "POST", "tokenize",
+                "POST",
+                "tokenize",
                 {"model": self.model, "prompt": text, "add_special_tokens": add_special_tokens},
-                what="tokenize", root=True,
+                what="tokenize",
+                root=True,
             )
             if status != 404 and isinstance(data, dict) and "tokens" in data:
                 self._tokenize_style = "vllm"
                 return [int(t) for t in data["tokens"]]
         if self._tokenize_style in (None, "llamacpp"):
             status, data = self.client.request_json(
-                "POST", "tokenize", {"content": text, "add_special": add_special_tokens},
-                what="tokenize", root=True,
+                "POST",
+                "tokenize",
+                {"content": text, "add_special": add_special_tokens},
+                what="tokenize",
+                root=True,
             )
             if status != 404 and isinstance(data, dict) and "tokens" in data:
                 self._tokenize_style = "llamacpp"
                 return [int(t) for t in data["tokens"]]
         if self._tokenize_style is None:
-            log.warning("remote %s has no /tokenize endpoint; token counts are estimates",
-                        self.client.shown_url)
+            log.warning(
+                "remote %s has no /tokenize endpoint; token counts are estimates",
+                self.client.shown_url,
+            )
         self._tokenize_style = "none"
         return None
 
@@ -248,15 +255,16 @@ class OpenAIRemoteGenerator:
                 "per continuation; it may not support batched completions with echo."
             )
         scores: list[float] = []
-        for choice, ids in zip(sorted(choices, key=lambda c: c.get("index", 0)), conts,
-                               strict=True):
+        for choice, ids in zip(
+            sorted(choices, key=lambda c: c.get("index", 0)), conts, strict=True
+        ):
             logprobs = (choice.get("logprobs") or {}).get("token_logprobs")
             if not logprobs or len(logprobs) < len(ctx_ids) + len(ids):
                 raise RemoteModelError(
                     f"Remote model server {self.client.shown_url} returned no prompt "
                     "log-probabilities (it needs completions with echo=true and logprobs)."
                 )
-            span = logprobs[len(ctx_ids): len(ctx_ids) + len(ids)]
+            span = logprobs[len(ctx_ids) : len(ctx_ids) + len(ids)]
             if any(v is None for v in span):
                 raise RemoteModelError("Remote server left continuation log-probabilities empty.")
             scores.append(float(sum(span)))
@@ -328,11 +336,12 @@ def load_generator(record: ModelRecord, settings: Any = None) -> OpenAIRemoteGen
         retry=retry,
     )
     host = (urlsplit(source.location).hostname or "").lower()
-    if api_key is not None and source.location.startswith("http://") and host not in (
-        "127.0.0.1", "localhost", "::1"
+    if (
+        api_key is not None
+        and source.location.startswith("http://")
+        and host not in ("127.0.0.1", "localhost", "::1")
     ):
-        log.warning("the API key for %s travels over plain HTTP; use https://",
-                    client.shown_url)
+        log.warning("the API key for %s travels over plain HTTP; use https://", client.shown_url)
     try:
         model, served_as = _pick_model(client, opts.get("model"))
     except Exception:

@@ -35,8 +35,9 @@ class TransformersEncoder:
         self.device = torch.device(info.device)
         self.logit_scale = float(model.logit_scale.detach().float().exp())
         self.logit_bias = float(model.logit_bias.detach().float().reshape(-1)[0])
-        self.dim = int(model.config.text_config.projection_size or
-                       model.config.text_config.hidden_size)
+        self.dim = int(
+            model.config.text_config.projection_size or model.config.text_config.hidden_size
+        )
         self.max_text_length = int(model.config.text_config.max_position_embeddings)
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -77,13 +78,19 @@ class TransformersEncoder:
             for start in range(0, len(texts), BATCH):
                 batch = list(texts[start : start + BATCH])
                 tok = self.processor.tokenizer(
-                    batch, padding="max_length", truncation=True,
-                    max_length=self.max_text_length, return_tensors="pt",
+                    batch,
+                    padding="max_length",
+                    truncation=True,
+                    max_length=self.max_text_length,
+                    return_tensors="pt",
                 )
                 # Pass what the tokenizer returns (as the MedSigLIP card's `model(**inputs)`
                 # does), so embeddings match the reference usage exactly.
-                feed = {k: v.to(self.device) for k, v in tok.items()
-                        if k in ("input_ids", "attention_mask", "position_ids")}
+                feed = {
+                    k: v.to(self.device)
+                    for k, v in tok.items()
+                    if k in ("input_ids", "attention_mask", "position_ids")
+                }
                 with torch.inference_mode():
                     out = self.model.get_text_features(**feed)
                 rows.append(_normalise(_pooled(out)))
@@ -122,8 +129,13 @@ def load_encoder(
     model.eval()
     processor = AutoProcessor.from_pretrained(path)
     info = BackendInfo(
-        model_id=record.id, backend="transformers", source=record.source,
-        revision=record.revision, weights_hash=weights_hash, dtype=dtype, device=device,
+        model_id=record.id,
+        backend="transformers",
+        source=record.source,
+        revision=record.revision,
+        weights_hash=weights_hash,
+        dtype=dtype,
+        device=device,
         is_test=record.is_test,
     )
     return TransformersEncoder(model, processor, info)

@@ -103,8 +103,9 @@ class TransformersGenerator:
         """(n_images * tokens_per_image, hidden) features; encodes only uncached images."""
         import torch
 
-        todo = [key for key in dict.fromkeys(im.key for im in images)
-                if key not in self._image_cache]
+        todo = [
+            key for key in dict.fromkeys(im.key for im in images) if key not in self._image_cache
+        ]
         by_key = {im.key: im for im in images}
         if todo:
             pixel = self.processor.image_processor(
@@ -138,8 +139,9 @@ class TransformersGenerator:
         self, messages: Sequence[ChatMessage], config: GenerationConfig, stats: GenerationStats
     ) -> Iterator[str]:
         import torch
-        from transformers import DynamicCache
         from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        from medlens.models.fastpath.decode import growing_cache
 
         t0 = time.perf_counter()
         ids, images = self.build_prompt(messages)
@@ -164,7 +166,8 @@ class TransformersGenerator:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(config.seed if config.seed is not None else 0)
 
-        cache = DynamicCache(config=self.model.config.get_text_config())
+        # Appends K/V in place (the default cache re-copies all of it every token).
+        cache = growing_cache(self.model.config.get_text_config())
         out_ids: list[int] = []
         detok = IncrementalDetokenizer(self._decode)
         stopper = StopStringBuffer(config.stop)
@@ -301,7 +304,8 @@ class TransformersGenerator:
                 rows = [last[None]]
                 if len(whole) - n > 1:
                     out = self.model(
-                        input_ids=target[None, :-1], past_key_values=copy.deepcopy(cache),
+                        input_ids=target[None, :-1],
+                        past_key_values=copy.deepcopy(cache),
                         use_cache=True,
                     ).logits[0]
                     rows.append(out)
@@ -316,8 +320,10 @@ class TransformersGenerator:
 
         cache = DynamicCache(config=self.model.config.get_text_config())
         logits = self.model(
-            input_ids=torch.tensor([ids], device=self.device), past_key_values=cache,
-            use_cache=True, logits_to_keep=1,
+            input_ids=torch.tensor([ids], device=self.device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
         ).logits[0, -1]
         return cache, logits
 
@@ -364,6 +370,11 @@ def load_generator(
 
     apply_fastpath(model, record.options)
     quantized = getattr(model, "medlens_fastpath").quantize  # noqa: B009 (set just above)
+    if not device.startswith("cuda"):
+        # One-token GQA attention without SDPA's slow enable_gqa kernel on CPU (7x per layer).
+        from medlens.models.fastpath.decode import use_packed_attention
+
+        use_packed_attention(model.config.get_text_config())
     info = BackendInfo(
         model_id=record.id,
         backend="transformers",

@@ -18,6 +18,7 @@ from torch import nn
 
 from medlens.models.fastpath.int4 import Int4Linear, int4_supported
 from medlens.models.fastpath.int8 import Int8Linear, Int8ScaledEmbedding, Int8TiedHead
+from medlens.models.fastpath.mapped import release_pages
 from medlens.models.fastpath.options import FastPathOptions, parse_options
 
 log = logging.getLogger(__name__)
@@ -73,10 +74,13 @@ def quantize_decoder(model: nn.Module, opts: FastPathOptions) -> FastPathReport:
             new = Int4Linear.from_linear(linear, opts.group_size, opts.small_batch)
             report.linear_int4 += 1
         else:
-            new = Int8Linear.from_linear(linear, opts.small_batch)
+            new = Int8Linear.from_linear(linear, opts.small_batch, consume=True)
             report.linear_int8 += 1
         _set_module(decoder, name, new)
-        del linear  # the bf16 weight is freed as we go: peak memory stays ~ model + 1 layer
+        # The bf16 weight is freed as we go (or, memory-mapped, its pages leave RSS):
+        # peak memory stays ~ quantized model + 1 layer.
+        release_pages(linear.weight)
+        del linear
     if opts.quantize_head:
         report.head = _quantize_head(model, opts)
     report.bytes_after = model_bytes(model)
@@ -90,11 +94,11 @@ def _quantize_head(model: Any, opts: FastPathOptions) -> str:
         return "unchanged"
     tied = emb is not None and head.weight is emb.weight
     if tied and hasattr(emb, "scalar_embed_scale"):
-        qemb = Int8ScaledEmbedding.from_embedding(emb)
+        qemb = Int8ScaledEmbedding.from_embedding(emb, consume=True)
         model.set_input_embeddings(qemb)
         model.set_output_embeddings(Int8TiedHead(qemb, opts.small_batch))
         return "int8 tied embedding + head"
-    model.set_output_embeddings(Int8Linear.from_linear(head, opts.small_batch))
+    model.set_output_embeddings(Int8Linear.from_linear(head, opts.small_batch, consume=True))
     return "int8 head"
 
 
@@ -108,7 +112,9 @@ def own_storage(model: nn.Module) -> None:
     releases the whole mapping.
     """
     for param in model.parameters():
-        param.data = param.data.clone()
+        old = param.data
+        param.data = old.clone()
+        release_pages(old)
 
 
 def release_freed_memory() -> None:

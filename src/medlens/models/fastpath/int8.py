@@ -1,8 +1,9 @@
 """Weight-only int8 modules for CPU decoding (torch's own kernels, no extra package).
 
 Decode reads every weight once per token, so it is bound by memory bandwidth: int8
-weights halve the bytes of bf16. `aten._weight_int8pack_mm` is a fast GEMV for a few
-rows but runs at ~40 % of the bf16 matmul rate for prompt-sized inputs, so larger
+weights halve the bytes of bf16. For a few rows (decode) the compiled kernel in
+native/ runs at the read bandwidth; without it, `aten._weight_int8pack_mm` (~2/3 of
+it). That kernel runs at ~40 % of the bf16 matmul rate for prompt-sized inputs, so larger
 inputs de-quantize the weight block by block (cache-sized) and use bf16 matmuls.
 
 Quantization is symmetric per output row: w ~= q * scale, q in [-127, 127].
@@ -16,14 +17,21 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from medlens.models.fastpath import native
+from medlens.models.fastpath.mapped import release_pages
+
 DEQUANT_BLOCK_ROWS = 1024  # ~2.5-5 MB of bf16 per block at MedGemma widths: stays in L2/L3
 QUANT_CHUNK_ROWS = 4096  # rows converted at a time while quantizing (bounds fp32 temporaries)
 
 
 def quantize_rows_int8(
-    weight: torch.Tensor, dtype: torch.dtype
+    weight: torch.Tensor, dtype: torch.dtype, consume: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(q int8 [N, K], scale [N] in `dtype`) with weight ~= q * scale[:, None]."""
+    """(q int8 [N, K], scale [N] in `dtype`) with weight ~= q * scale[:, None].
+
+    consume=True: the caller drops `weight` afterwards, so the rows already quantized
+    leave RSS as we go when they are memory-mapped from a checkpoint (see mapped.py).
+    """
     n = weight.shape[0]
     q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
     scale = torch.empty(n, dtype=dtype, device=weight.device)
@@ -35,6 +43,8 @@ def quantize_rows_int8(
         s = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12).to(dtype)
         scale[start:stop] = s
         q[start:stop] = torch.round(w / s.float()[:, None]).clamp_(-127, 127).to(torch.int8)
+        if consume:
+            release_pages(weight[start:stop])
     return q, scale
 
 
@@ -47,7 +57,13 @@ def int8_matmul(
     if x2.dtype != scale.dtype:
         x2 = x2.to(scale.dtype)
     if x2.shape[0] <= small_batch:
-        out = torch.ops.aten._weight_int8pack_mm(x2.contiguous(), q, scale)
+        kernel = _native_kernel(x2, q, scale)
+        if kernel is not None:
+            x2 = x2.contiguous()
+            out = torch.empty(x2.shape[0], q.shape[0], dtype=x2.dtype, device=x2.device)
+            kernel.int8_gemv(x2, q, scale, out, torch.get_num_threads())
+        else:
+            out = torch.ops.aten._weight_int8pack_mm(x2.contiguous(), q, scale)
     else:
         out = torch.empty(x2.shape[0], q.shape[0], dtype=x2.dtype, device=x2.device)
         for start in range(0, q.shape[0], DEQUANT_BLOCK_ROWS):
@@ -56,6 +72,20 @@ def int8_matmul(
         # Per-row scale of W is a per-column scale of the output: applied once at the end.
         out.mul_(scale)
     return out.reshape(*x.shape[:-1], q.shape[0])
+
+
+def _native_kernel(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor) -> Any:
+    """The compiled decode kernel when it applies to these tensors, else None."""
+    if (
+        x.shape[0] > native.MAX_ROWS
+        or x.device.type != "cpu"
+        or x.dtype not in (torch.bfloat16, torch.float32)
+        or scale.dtype != x.dtype
+        or not q.is_contiguous()
+        or not scale.is_contiguous()
+    ):
+        return None
+    return native.load()
 
 
 class Int8Linear(nn.Module):
@@ -81,9 +111,12 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", bias)
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, small_batch: int = 4) -> Int8Linear:
+    def from_linear(
+        cls, linear: nn.Linear, small_batch: int = 4, consume: bool = False
+    ) -> Int8Linear:
+        """consume=True: `linear` is discarded afterwards (its mapped pages may be dropped)."""
         dtype = linear.weight.dtype
-        q, scale = quantize_rows_int8(linear.weight.detach(), dtype)
+        q, scale = quantize_rows_int8(linear.weight.detach(), dtype, consume)
         bias = linear.bias.detach().clone() if linear.bias is not None else None
         return cls(q, scale, bias, small_batch)
 
@@ -122,9 +155,10 @@ class Int8ScaledEmbedding(nn.Module):
         self.register_buffer("scale", scale)
 
     @classmethod
-    def from_embedding(cls, emb: nn.Embedding) -> Int8ScaledEmbedding:
+    def from_embedding(cls, emb: nn.Embedding, consume: bool = False) -> Int8ScaledEmbedding:
+        """consume=True: `emb` is discarded afterwards (its mapped pages may be dropped)."""
         dtype = emb.weight.dtype
-        q, scale = quantize_rows_int8(emb.weight.detach(), dtype)
+        q, scale = quantize_rows_int8(emb.weight.detach(), dtype, consume)
         embed_scale = float(getattr(emb, "scalar_embed_scale", 1.0))
         return cls(q, scale, embed_scale, emb.padding_idx)
 

@@ -33,15 +33,31 @@ StateDep = Annotated[ServerState, Depends(get_state)]
 
 MAX_FIELD_BYTES = 16 * 1024
 _UPLOAD_BODY = {
-    "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-        "type": "object", "required": ["files"], "properties": {
-            "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                      "description": "PNG, JPEG or DICOM; one or more parts named 'files'."},
-            "indication": {"type": "string", "maxLength": 1000},
-            "age": {"type": "string", "maxLength": 16},
-            "sex": {"type": "string", "maxLength": 16},
-            "language": {"type": "string", "description": "Report language, e.g. en, fr"},
-        }}}}}
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["files"],
+                    "properties": {
+                        "files": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": "PNG, JPEG or DICOM; one or more parts named 'files'.",
+                        },
+                        "indication": {"type": "string", "maxLength": 1000},
+                        "age": {"type": "string", "maxLength": 16},
+                        "sex": {"type": "string", "maxLength": 16},
+                        "language": {
+                            "type": "string",
+                            "description": "Report language, e.g. en, fr",
+                        },
+                    },
+                }
+            }
+        },
+    }
 }
 
 
@@ -55,8 +71,12 @@ async def _read_form(request: Request, max_bytes: int) -> FormData:
     if not content_type.startswith("multipart/form-data"):
         raise studies.BadRequest("Send the images as multipart/form-data (parts named 'files').")
     parser = _InMemoryMultiPartParser(
-        request.headers, request.stream(), max_files=studies.MAX_FILES, max_fields=8,
-        max_part_size=MAX_FIELD_BYTES)
+        request.headers,
+        request.stream(),
+        max_files=studies.MAX_FILES,
+        max_fields=8,
+        max_part_size=MAX_FIELD_BYTES,
+    )
     parser.spool_max_size = max_bytes + 1
     try:
         return await parser.parse()
@@ -64,12 +84,26 @@ async def _read_form(request: Request, max_bytes: int) -> FormData:
         raise studies.BadRequest(f"Malformed upload: {exc.message}") from exc
 
 
-@router.post("/studies", response_model=StudyCreated, status_code=201,
-             openapi_extra=_UPLOAD_BODY,
-             responses={200: {"description": "Same upload or Idempotency-Key: existing study"},
-                        400: {}, 401: {}, 403: {}, 413: {}, 415: {}, 422: {}, 429: {}})
+@router.post(
+    "/studies",
+    response_model=StudyCreated,
+    status_code=201,
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        200: {"description": "Same upload or Idempotency-Key: existing study"},
+        400: {},
+        401: {},
+        403: {},
+        413: {},
+        415: {},
+        422: {},
+        429: {},
+    },
+)
 async def create_study(
-    request: Request, actor: ActorDep, state: StateDep,
+    request: Request,
+    actor: ActorDep,
+    state: StateDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> Response:
     """Upload one or more images (parts named `files`) with optional clinical context;
@@ -82,37 +116,54 @@ async def create_study(
                 files.append((value.filename, await value.read()))
             elif key not in ("files", *studies._CONTEXT_LIMITS):
                 raise studies.BadRequest(f"Unknown form field {key!r}.")
-        raw_context = {k: form.get(k) for k in studies._CONTEXT_LIMITS
-                       if isinstance(form.get(k), str)}
+        raw_context = {
+            k: form.get(k) for k in studies._CONTEXT_LIMITS if isinstance(form.get(k), str)
+        }
     finally:
         await form.close()
     try:
         context = studies.clean_context(raw_context, state.settings.language)
         study, created, _job = await run_in_threadpool(
-            studies.upload, state, files, context, idempotency_key=idempotency_key, actor=actor)
+            studies.upload, state, files, context, idempotency_key=idempotency_key, actor=actor
+        )
     except MedLensError as err:
         state.metrics.uploads.labels(outcome="refused").inc()
-        await run_in_threadpool(audit, state, actor, "upload", outcome="refused",
-                                detail={"code": err.code, "files": len(files)})
+        await run_in_threadpool(
+            audit,
+            state,
+            actor,
+            "upload",
+            outcome="refused",
+            detail={"code": err.code, "files": len(files)},
+        )
         raise
     state.metrics.uploads.labels(outcome="created" if created else "existing").inc()
-    await run_in_threadpool(audit, state, actor, "upload", study_id=study.id,
-                            detail={"created": created, "files": len(files)})
+    await run_in_threadpool(
+        audit,
+        state,
+        actor,
+        "upload",
+        study_id=study.id,
+        detail={"created": created, "files": len(files)},
+    )
     out = await run_in_threadpool(studies.study_out, state, study)
     body = StudyCreated(**out.model_dump(), created=created).model_dump(mode="json")
-    return JSONResponse(body, status_code=201 if created else 200,
-                        headers={"Location": f"/v1/studies/{study.id}"})
+    return JSONResponse(
+        body, status_code=201 if created else 200, headers={"Location": f"/v1/studies/{study.id}"}
+    )
 
 
 @router.get("/studies", response_model=StudyList)
 async def list_studies(
-    actor: ActorDep, state: StateDep,
+    actor: ActorDep,
+    state: StateDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> StudyList:
     def work() -> StudyList:
         rows = state.store.list_studies(limit=limit, offset=offset)
         return StudyList(studies=[studies.study_out(state, s) for s in rows])
+
     return await run_in_threadpool(work)
 
 
@@ -122,6 +173,7 @@ async def get_study(study_id: str, actor: ActorDep, state: StateDep) -> StudyOut
         study = studies.get_study(state, study_id)
         audit(state, actor, "view", study_id=study.id)
         return studies.study_out(state, study)
+
     return await run_in_threadpool(work)
 
 
@@ -134,35 +186,56 @@ async def delete_study(study_id: str, actor: ActorDep, state: StateDep) -> Respo
             audit(state, actor, "delete", study_id=study_id, outcome="not_found")
             raise
         audit(state, actor, "delete", study_id=study_id)
+
     await run_in_threadpool(work)
     return Response(status_code=204)
 
 
-@router.get("/studies/{study_id}/interpretation",
-            responses={200: {"content": {"application/json": {}, "application/fhir+json": {}},
-                             "description": "Interpretation JSON, or FHIR R4 DiagnosticReport "
-                             "with Accept: application/fhir+json"}, 404: {}, 409: {}})
+@router.get(
+    "/studies/{study_id}/interpretation",
+    responses={
+        200: {
+            "content": {"application/json": {}, "application/fhir+json": {}},
+            "description": "Interpretation JSON, or FHIR R4 DiagnosticReport "
+            "with Accept: application/fhir+json",
+        },
+        404: {},
+        409: {},
+    },
+)
 async def get_interpretation(
-    study_id: str, request: Request, actor: ActorDep, state: StateDep,
-    format: Annotated[str | None, Query(pattern="^(json|fhir)$",
-                                        description="Alternative to the Accept header")] = None,
+    study_id: str,
+    request: Request,
+    actor: ActorDep,
+    state: StateDep,
+    format: Annotated[
+        str | None, Query(pattern="^(json|fhir)$", description="Alternative to the Accept header")
+    ] = None,
 ) -> Response:
     fhir = format == "fhir" or (
-        format is None and "application/fhir+json" in request.headers.get("accept", ""))
+        format is None and "application/fhir+json" in request.headers.get("accept", "")
+    )
 
     def work() -> dict[str, Any]:
         study = studies.get_study(state, study_id)
         data = state.store.get_interpretation(study.id)
         if data is None:
             job = studies.latest_job(state, study.id, "interpret")
-            audit(state, actor, "export" if fhir else "view", study_id=study.id,
-                  outcome="not_ready")
+            audit(
+                state, actor, "export" if fhir else "view", study_id=study.id, outcome="not_ready"
+            )
             raise NotReady(_not_ready_message(job))
-        audit(state, actor, "export" if fhir else "view", study_id=study.id,
-              detail={"format": "fhir" if fhir else "json"})
+        audit(
+            state,
+            actor,
+            "export" if fhir else "view",
+            study_id=study.id,
+            detail={"format": "fhir" if fhir else "json"},
+        )
         if fhir:
             return fhir_report.to_diagnostic_report(data, study_created=study.created_at)
         return data
+
     body = await run_in_threadpool(work)
     return JSONResponse(body, media_type="application/fhir+json" if fhir else None)
 
@@ -180,21 +253,28 @@ def _not_ready_message(job: Any) -> str:
     return f"The interpretation is not ready yet ({job.status}, {job.progress:.0%})."
 
 
-@router.get("/studies/{study_id}/images/{position}.png",
-            responses={200: {"content": {"image/png": {}}}})
+@router.get(
+    "/studies/{study_id}/images/{position}.png", responses={200: {"content": {"image/png": {}}}}
+)
 async def get_image(
-    study_id: str, position: int, actor: ActorDep, state: StateDep,
+    study_id: str,
+    position: int,
+    actor: ActorDep,
+    state: StateDep,
     wc: Annotated[float | None, Query(description="DICOM window centre")] = None,
     ww: Annotated[float | None, Query(gt=0, description="DICOM window width")] = None,
 ) -> Response:
     """The de-identified image rendered to PNG (window/level applies to DICOM)."""
+
     def work() -> bytes:
         study = studies.get_study(state, study_id)
         image = next((i for i in study.images if i.position == position), None)
         if image is None:
             raise NotFound(f"Study {study_id} has no image {position}.")
-        return render.render_png(state.store.blobs.read(image.sha256), image.format,
-                                 center=wc, width=ww)
+        return render.render_png(
+            state.store.blobs.read(image.sha256), image.format, center=wc, width=ww
+        )
+
     png = await run_in_threadpool(work)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
 
@@ -202,6 +282,7 @@ async def get_image(
 @router.get("/studies/{study_id}/images/{position}/window")
 async def get_window(study_id: str, position: int, actor: ActorDep, state: StateDep) -> Any:
     """Value range and default window of a DICOM image (null for PNG/JPEG)."""
+
     def work() -> Any:
         study = studies.get_study(state, study_id)
         image = next((i for i in study.images if i.position == position), None)
@@ -210,6 +291,7 @@ async def get_window(study_id: str, position: int, actor: ActorDep, state: State
         if image.format != "dicom":
             return None
         return render.dicom_window_defaults(state.store.blobs.read(image.sha256))
+
     return await run_in_threadpool(work)
 
 
@@ -218,6 +300,7 @@ async def list_messages(study_id: str, actor: ActorDep, state: StateDep) -> list
     def work() -> list[MessageOut]:
         study = studies.get_study(state, study_id)
         return [studies.message_out(m) for m in state.store.list_messages(study.id)]
+
     return await run_in_threadpool(work)
 
 
@@ -226,15 +309,23 @@ async def post_message(
     study_id: str, body: MessageIn, actor: ActorDep, state: StateDep
 ) -> FollowupAccepted:
     """Ask a follow-up question about the study; the answer streams on the job's events."""
+
     def work() -> FollowupAccepted:
         try:
             msg, job = studies.ask_followup(state, study_id, body.content, body.language)
         except MedLensError as err:
-            audit(state, actor, "followup", study_id=study_id, outcome="refused",
-                  detail={"code": err.code})
+            audit(
+                state,
+                actor,
+                "followup",
+                study_id=study_id,
+                outcome="refused",
+                detail={"code": err.code},
+            )
             raise
         audit(state, actor, "followup", study_id=study_id, detail={"job": job.id})
         return FollowupAccepted(message=studies.message_out(msg), job=studies.job_out(job))
+
     return await run_in_threadpool(work)
 
 
@@ -246,9 +337,16 @@ async def get_job(job_id: str, actor: ActorDep, state: StateDep) -> JobOut:
     return studies.job_out(job)
 
 
-@router.get("/jobs/{job_id}/events", tags=["jobs"],
-            responses={200: {"content": {"text/event-stream": {}},
-                             "description": "SSE: progress, token, done | failed"}})
+@router.get(
+    "/jobs/{job_id}/events",
+    tags=["jobs"],
+    responses={
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "SSE: progress, token, done | failed",
+        }
+    },
+)
 async def job_events_stream(
     job_id: str, request: Request, actor: ActorDep, state: StateDep
 ) -> StreamingResponse:
@@ -258,5 +356,8 @@ async def job_events_stream(
     if job is None:
         raise NotFound(f"No job {job_id!r}.")
     stream = job_events(state, job_id, request.is_disconnected)
-    return StreamingResponse(stream, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -25,18 +25,24 @@ async def healthz(state: ServerState = Depends(get_state)) -> Health:
             queued, store_ok = 0, False
         models = model_status(state.settings)
         return Health(
-            status="ok" if store_ok else "degraded", version=medlens.__version__,
+            status="ok" if store_ok else "degraded",
+            version=medlens.__version__,
             store=state.store.url.split(":", 1)[0] if store_ok else "unavailable",
-            demo=state.settings.demo, models_ready=models.ready,
+            demo=state.settings.demo,
+            models_ready=models.ready,
             workers=state.settings.workers if state.runner is not None else 0,
             queued_jobs=queued,
         )
+
     health = await run_in_threadpool(work)
     return health
 
 
-@router.get("/metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}, 401: {}, 403: {}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, 401: {}, 403: {}},
+)
 async def metrics(request: Request, state: ServerState = Depends(get_state)) -> Response:
     """Prometheus metrics (needs a token when tokens are configured; not rate limited)."""
     authenticate(request)

@@ -32,20 +32,27 @@ def _semaphore(state: ServerState) -> threading.BoundedSemaphore:
 
 
 @router.get("/models")
-async def list_models(actor: Annotated[Actor, Depends(api_actor)],
-                      state: Annotated[ServerState, Depends(get_state)]) -> dict[str, Any]:
+async def list_models(
+    actor: Annotated[Actor, Depends(api_actor)], state: Annotated[ServerState, Depends(get_state)]
+) -> dict[str, Any]:
     """OpenAI-compatible model list: the generator this server answers with."""
     from medlens.jobs.handlers import model_ids
 
     generator, _encoder = await run_in_threadpool(model_ids, state.settings)
-    return {"object": "list", "data": [{"id": generator, "object": "model", "created": 0,
-                                        "owned_by": "medlens"}]}
+    return {
+        "object": "list",
+        "data": [{"id": generator, "object": "model", "created": 0, "owned_by": "medlens"}],
+    }
 
 
-@router.post("/chat/completions", response_model=ChatCompletion,
-             responses={200: {"content": {"text/event-stream": {}}}})
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def chat_completions(
-    req: ChatCompletionRequest, actor: Annotated[Actor, Depends(api_actor)],
+    req: ChatCompletionRequest,
+    actor: Annotated[Actor, Depends(api_actor)],
     state: Annotated[ServerState, Depends(get_state)],
 ) -> Any:
     """Chat with the configured generator (MedGemma). The response carries MedLens's
@@ -54,10 +61,12 @@ async def chat_completions(
     sem = _semaphore(state)
     await run_in_threadpool(audit, state, actor, "chat", detail={"stream": req.stream})
     if not req.stream:
+
         def work() -> dict[str, Any]:
             with sem:
                 gen = shared_models(settings).generator
                 return chat.run(req, gen, settings)
+
         body = await run_in_threadpool(work)
         return JSONResponse({**body, "disclaimer": DISCLAIMER})
 
@@ -66,13 +75,18 @@ async def chat_completions(
         gen = shared_models(settings).generator
         chat.build_messages(req, gen, settings)
         return gen
+
     generator = await run_in_threadpool(prepare)
-    return StreamingResponse(_sse(req, generator, state, sem), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        _sse(req, generator, state, sem),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
-async def _sse(req: ChatCompletionRequest, generator: Any, state: ServerState,
-               sem: threading.BoundedSemaphore) -> AsyncIterator[bytes]:
+async def _sse(
+    req: ChatCompletionRequest, generator: Any, state: ServerState, sem: threading.BoundedSemaphore
+) -> AsyncIterator[bytes]:
     """Run the blocking generator in a thread; hand chunks to the event loop via a queue."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
@@ -102,8 +116,14 @@ async def _sse(req: ChatCompletionRequest, generator: Any, state: ServerState,
                 break
             if isinstance(item, Exception):
                 message = item.message if isinstance(item, MedLensError) else "generation failed"
-                err = {"error": {"message": message, "type": "server_error", "param": None,
-                                 "code": getattr(item, "code", "internal_error")}}
+                err = {
+                    "error": {
+                        "message": message,
+                        "type": "server_error",
+                        "param": None,
+                        "code": getattr(item, "code", "internal_error"),
+                    }
+                }
                 yield f"data: {json.dumps(err)}\n\n".encode()
                 break
             yield f"data: {json.dumps(item, ensure_ascii=False)}\n\n".encode()

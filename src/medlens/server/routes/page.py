@@ -29,11 +29,22 @@ router = APIRouter(include_in_schema=False)
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).resolve().parents[1] / "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
-    trim_blocks=True, lstrip_blocks=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
-LANGUAGES = [("en", "English"), ("fr", "Français"), ("de", "Deutsch"), ("es", "Español"),
-             ("it", "Italiano"), ("pt", "Português"), ("nl", "Nederlands"), ("zh", "中文"),
-             ("ja", "日本語"), ("ar", "العربية"), ("hi", "हिन्दी")]
+LANGUAGES = [
+    ("en", "English"),
+    ("fr", "Français"),
+    ("de", "Deutsch"),
+    ("es", "Español"),
+    ("it", "Italiano"),
+    ("pt", "Português"),
+    ("nl", "Nederlands"),
+    ("zh", "中文"),
+    ("ja", "日本語"),
+    ("ar", "العربية"),
+    ("hi", "हिन्दी"),
+]
 
 
 def _session(request: Request, state: ServerState) -> tuple[dict[str, Any], str | None]:
@@ -47,26 +58,46 @@ def _session(request: Request, state: ServerState) -> tuple[dict[str, Any], str 
 
 def _set_cookie(response: Response, cookie: str | None) -> Response:
     if cookie is not None:
-        response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_TTL_S, httponly=True,
-                            samesite="strict", path="/")
+        response.set_cookie(
+            SESSION_COOKIE,
+            cookie,
+            max_age=SESSION_TTL_S,
+            httponly=True,
+            samesite="strict",
+            path="/",
+        )
     return response
 
 
-def _render(name: str, request: Request, state: ServerState, session: dict[str, Any],
-            status: int = 200, **ctx: Any) -> HTMLResponse:
+def _render(
+    name: str,
+    request: Request,
+    state: ServerState,
+    session: dict[str, Any],
+    status: int = 200,
+    **ctx: Any,
+) -> HTMLResponse:
     settings = state.settings
     html = _env.get_template(name).render(
-        disclaimer=DISCLAIMER, demo_banner=DEMO_BANNER if settings.demo else None,
-        version=medlens.__version__, csrf=state.sessions.csrf_token(session["sid"]),
-        logged_in=bool(session.get("actor")), tokens=bool(settings.api_tokens), **ctx)
+        disclaimer=DISCLAIMER,
+        demo_banner=DEMO_BANNER if settings.demo else None,
+        version=medlens.__version__,
+        csrf=state.sessions.csrf_token(session["sid"]),
+        logged_in=bool(session.get("actor")),
+        tokens=bool(settings.api_tokens),
+        **ctx,
+    )
     return HTMLResponse(html, status_code=status)
 
 
 def _page_actor(session: dict[str, Any], state: ServerState) -> Actor | None:
     if state.settings.api_tokens and not session.get("actor"):
         return None
-    return Actor(name=session.get("actor") or f"session:{session['sid'][:8]}", kind="session",
-                 session_id=session["sid"])
+    return Actor(
+        name=session.get("actor") or f"session:{session['sid'][:8]}",
+        kind="session",
+        session_id=session["sid"],
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -79,21 +110,36 @@ async def index(request: Request, state: ServerState = Depends(get_state)) -> Re
         rows = []
         for study in state.store.list_studies(limit=100):
             interp = state.store.get_interpretation(study.id) or {}
-            rows.append({"study": studies.study_out(state, study),
-                         "urgency": (interp.get("urgency") or {}).get("level"),
-                         "refused": interp.get("status") == "refused"})
+            rows.append(
+                {
+                    "study": studies.study_out(state, study),
+                    "urgency": (interp.get("urgency") or {}).get("level"),
+                    "refused": interp.get("status") == "refused",
+                }
+            )
         return rows
+
     history = await run_in_threadpool(work)
     models = model_status(state.settings)
-    page = _render("index.html", request, state, session, history=history, models=models,
-                   languages=LANGUAGES, default_language=state.settings.language,
-                   max_mb=state.settings.max_upload_mb, max_files=studies.MAX_FILES)
+    page = _render(
+        "index.html",
+        request,
+        state,
+        session,
+        history=history,
+        models=models,
+        languages=LANGUAGES,
+        default_language=state.settings.language,
+        max_mb=state.settings.max_upload_mb,
+        max_files=studies.MAX_FILES,
+    )
     return _set_cookie(page, cookie)
 
 
 @router.get("/studies/{study_id}", response_class=HTMLResponse)
-async def study_page(study_id: str, request: Request,
-                     state: ServerState = Depends(get_state)) -> Response:
+async def study_page(
+    study_id: str, request: Request, state: ServerState = Depends(get_state)
+) -> Response:
     session, cookie = _session(request, state)
     actor = _page_actor(session, state)
     if actor is None:
@@ -108,17 +154,22 @@ async def study_page(study_id: str, request: Request,
         interp = state.store.get_interpretation(study.id)
         job = studies.latest_job(state, study.id, "interpret")
         followup = studies.latest_job(state, study.id, "followup")
-        return {"study": studies.study_out(state, study), "interp": interp, "job": job,
-                "followup": followup if followup and followup.status in ("queued", "running")
-                else None,
-                "messages": state.store.list_messages(study.id),
-                "charts": charts.score_charts(interp) if interp else []}
+        return {
+            "study": studies.study_out(state, study),
+            "interp": interp,
+            "job": job,
+            "followup": followup if followup and followup.status in ("queued", "running") else None,
+            "messages": state.store.list_messages(study.id),
+            "charts": charts.score_charts(interp) if interp else [],
+        }
+
     data = await run_in_threadpool(work)
     if data is None:
         page = _render("notfound.html", request, state, session, status=404)
     else:
-        page = _render("study.html", request, state, session,
-                       models=model_status(state.settings), **data)
+        page = _render(
+            "study.html", request, state, session, models=model_status(state.settings), **data
+        )
     return _set_cookie(page, cookie)
 
 
@@ -137,14 +188,25 @@ async def login(request: Request, state: ServerState = Depends(get_state)) -> Re
         token = str(form.get("token") or "")
         csrf = str(form.get("csrf") or "")
     if cookie is not None or not hmac.compare_digest(
-            csrf, state.sessions.csrf_token(session["sid"])):
-        return _set_cookie(_render("login.html", request, state, session, status=403,
-                                   error="Your session expired; please try again."), cookie)
+        csrf, state.sessions.csrf_token(session["sid"])
+    ):
+        return _set_cookie(
+            _render(
+                "login.html",
+                request,
+                state,
+                session,
+                status=403,
+                error="Your session expired; please try again.",
+            ),
+            cookie,
+        )
     actor = token_actor(token.strip(), state.settings) if state.settings.api_tokens else None
     if actor is None:
         await run_in_threadpool(audit, state, f"page:{client}", "login", outcome="denied")
-        return _render("login.html", request, state, session, status=403,
-                       error="That token is not valid.")
+        return _render(
+            "login.html", request, state, session, status=403, error="That token is not valid."
+        )
     await run_in_threadpool(audit, state, actor, "login")
     new_cookie, _sid = state.sessions.issue(actor.name)
     return _set_cookie(RedirectResponse("/", status_code=303), new_cookie)
@@ -169,15 +231,30 @@ async def api_docs(request: Request, state: ServerState = Depends(get_state)) ->
     endpoints = []
     for path, ops in schema.get("paths", {}).items():
         for method, op in ops.items():
-            params = [(p["name"], p.get("in", ""), p.get("required", False),
-                       (p.get("description") or ""))
-                      for p in op.get("parameters", [])]
+            params = [
+                (p["name"], p.get("in", ""), p.get("required", False), (p.get("description") or ""))
+                for p in op.get("parameters", [])
+            ]
             content = (op.get("requestBody") or {}).get("content", {})
-            endpoints.append({
-                "method": method.upper(), "path": path, "summary": op.get("summary", ""),
-                "description": op.get("description", ""), "params": params,
-                "body": ", ".join(content), "responses": sorted(op.get("responses", {})),
-                "tag": (op.get("tags") or [""])[0]})
-    page = _render("apidocs.html", request, state, session, endpoints=endpoints,
-                   title=schema["info"]["title"], api_version=schema["info"]["version"])
+            endpoints.append(
+                {
+                    "method": method.upper(),
+                    "path": path,
+                    "summary": op.get("summary", ""),
+                    "description": op.get("description", ""),
+                    "params": params,
+                    "body": ", ".join(content),
+                    "responses": sorted(op.get("responses", {})),
+                    "tag": (op.get("tags") or [""])[0],
+                }
+            )
+    page = _render(
+        "apidocs.html",
+        request,
+        state,
+        session,
+        endpoints=endpoints,
+        title=schema["info"]["title"],
+        api_version=schema["info"]["version"],
+    )
     return _set_cookie(page, cookie)

@@ -86,7 +86,11 @@ def generation_config(req: ChatCompletionRequest, settings: Settings) -> Any:
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     return GenerationConfig(
         max_new_tokens=req.max_completion_tokens or req.max_tokens or settings.max_new_tokens,
-        temperature=req.temperature or 0.0, top_p=req.top_p or 1.0, seed=req.seed, stop=stop)
+        temperature=req.temperature or 0.0,
+        top_p=req.top_p or 1.0,
+        seed=req.seed,
+        stop=stop,
+    )
 
 
 def completion_id() -> str:
@@ -100,12 +104,22 @@ def run(req: ChatCompletionRequest, generator: Any, settings: Settings) -> dict[
     stats = GenerationStats()
     text = "".join(generator.stream(messages, generation_config(req, settings), stats))
     return {
-        "id": completion_id(), "object": "chat.completion", "created": int(time.time()),
+        "id": completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": generator.info.model_id,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": _finish(stats.finish_reason)}],
-        "usage": {"prompt_tokens": stats.prompt_tokens, "completion_tokens": stats.output_tokens,
-                  "total_tokens": stats.prompt_tokens + stats.output_tokens},
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": _finish(stats.finish_reason),
+            }
+        ],
+        "usage": {
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.output_tokens,
+            "total_tokens": stats.prompt_tokens + stats.output_tokens,
+        },
         "system_fingerprint": generator.info.weights_hash[:16] or None,
     }
 
@@ -125,8 +139,13 @@ def stream_chunks(
     cid, created, model = completion_id(), int(time.time()), generator.info.model_id
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        return {
+            "id": cid,
+            "object": "chat.completion.chunk",
+            "created": created,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
 
     yield chunk({"role": "assistant", "content": ""})
     for piece in generator.stream(messages, generation_config(req, settings), stats):

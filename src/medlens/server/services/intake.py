@@ -41,8 +41,12 @@ def _ingest(data: bytes, name: str, settings: Settings) -> IngestedImage:
     from medlens.imaging.deid import DeidPolicy
     from medlens.imaging.ingest import ingest
 
-    return ingest(data, name=name, max_pixels=settings.max_image_pixels,
-                  deid=DeidPolicy.from_settings(settings))
+    return ingest(
+        data,
+        name=name,
+        max_pixels=settings.max_image_pixels,
+        deid=DeidPolicy.from_settings(settings),
+    )
 
 
 def _gate(ingested: IngestedImage) -> list[str]:
@@ -58,7 +62,8 @@ def _stored_bytes(ingested: IngestedImage) -> bytes:
         from medlens.errors import DeidentificationBlocked
 
         raise DeidentificationBlocked(
-            f"{ingested.source_name or 'image'}: could not be de-identified, so it is not stored.")
+            f"{ingested.source_name or 'image'}: could not be de-identified, so it is not stored."
+        )
     return ingested.deidentified_bytes
 
 
@@ -72,10 +77,15 @@ def prepare(data: bytes, filename: str | None, settings: Settings) -> PreparedIm
 
     meta = ingested.metadata
     metadata: dict[str, Any] = {
-        "modality": meta.modality, "body_part": meta.body_part,
-        "view_position": meta.view_position, "rows": meta.rows, "columns": meta.columns,
-        "frames": meta.frames, "source_format": ingested.format,
-        "description": meta.description, "warnings": warnings,
+        "modality": meta.modality,
+        "body_part": meta.body_part,
+        "view_position": meta.view_position,
+        "rows": meta.rows,
+        "columns": meta.columns,
+        "frames": meta.frames,
+        "source_format": ingested.format,
+        "description": meta.description,
+        "warnings": warnings,
     }
     new = NewImage(
         sha256=hashlib.sha256(blob).hexdigest(),

@@ -41,5 +41,6 @@ def model_status(settings: Settings) -> ModelStatus:
         gen, enc = model_ids(settings)
         return ModelStatus(True, gen, enc, "Demo mode: test models.")
     ready = _available(settings.generator, settings) and _available(settings.encoder, settings)
-    return ModelStatus(ready, settings.generator, settings.encoder,
-                       "" if ready else HOW_TO_GET_WEIGHTS)
+    return ModelStatus(
+        ready, settings.generator, settings.encoder, "" if ready else HOW_TO_GET_WEIGHTS
+    )

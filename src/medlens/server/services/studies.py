@@ -30,8 +30,11 @@ class QueueFull(MedLensError):
 
 def check_queue(state: ServerState) -> None:
     counter = getattr(state.store, "count_jobs", None)
-    queued = counter()["queued"] if counter else len(
-        state.store.list_jobs(status="queued", limit=MAX_QUEUED_JOBS + 1))
+    queued = (
+        counter()["queued"]
+        if counter
+        else len(state.store.list_jobs(status="queued", limit=MAX_QUEUED_JOBS + 1))
+    )
     if queued >= MAX_QUEUED_JOBS:
         raise QueueFull(f"{queued} jobs are waiting; try again in a few minutes.")
 
@@ -80,8 +83,10 @@ def upload(
         if not data:
             raise InvalidImage(f"{name or 'file'}: the file is empty.")
         prepared.append(prepare(data, name, state.settings))
-    images = [NewImage(**{**p.new.__dict__, "data": p.data}) if _accepts_data() else p.new
-              for p in prepared]
+    images = [
+        NewImage(**{**p.new.__dict__, "data": p.data}) if _accepts_data() else p.new
+        for p in prepared
+    ]
     if not _accepts_data():
         for p in prepared:
             state.store.blobs.put(p.data)
@@ -93,8 +98,7 @@ def upload(
     )
     job = latest_job(state, study.id, "interpret")
     needs_job = created or (
-        state.store.get_interpretation(study.id) is None
-        and (job is None or job.status == "failed")
+        state.store.get_interpretation(study.id) is None and (job is None or job.status == "failed")
     )
     if needs_job:
         job = state.store.enqueue_job(
@@ -122,21 +126,37 @@ def get_study(state: ServerState, study_id: str) -> Study:
 
 
 def job_out(job: Job) -> JobOut:
-    return JobOut(id=job.id, kind=job.kind, status=job.status, progress=job.progress,
-                  stage=job.stage, study_id=job.study_id, error=job.error,
-                  events_url=f"/v1/jobs/{job.id}/events")
+    return JobOut(
+        id=job.id,
+        kind=job.kind,
+        status=job.status,
+        progress=job.progress,
+        stage=job.stage,
+        study_id=job.study_id,
+        error=job.error,
+        events_url=f"/v1/jobs/{job.id}/events",
+    )
 
 
 def study_out(state: ServerState, study: Study, *, with_job: bool = True) -> StudyOut:
     job = latest_job(state, study.id) if with_job else None
     images = [
-        ImageOut(id=img.id, position=img.position, format=img.format, filename=img.filename,
-                 sha256=img.sha256, url=f"/v1/studies/{study.id}/images/{img.position}.png",
-                 metadata=img.metadata)
+        ImageOut(
+            id=img.id,
+            position=img.position,
+            format=img.format,
+            filename=img.filename,
+            sha256=img.sha256,
+            url=f"/v1/studies/{study.id}/images/{img.position}.png",
+            metadata=img.metadata,
+        )
         for img in study.images
     ]
     return StudyOut(
-        id=study.id, created_at=study.created_at, context=study.context, images=images,
+        id=study.id,
+        created_at=study.created_at,
+        context=study.context,
+        images=images,
         job=job_out(job) if job else None,
         interpretation_url=f"/v1/studies/{study.id}/interpretation",
         has_interpretation=state.store.get_interpretation(study.id) is not None,
@@ -144,8 +164,13 @@ def study_out(state: ServerState, study: Study, *, with_job: bool = True) -> Stu
 
 
 def message_out(msg: Message) -> MessageOut:
-    return MessageOut(seq=msg.seq, role=msg.role, content=msg.content,
-                      created_at=msg.created_at, job_id=msg.job_id)
+    return MessageOut(
+        seq=msg.seq,
+        role=msg.role,
+        content=msg.content,
+        created_at=msg.created_at,
+        job_id=msg.job_id,
+    )
 
 
 def ask_followup(
@@ -156,8 +181,9 @@ def ask_followup(
     if interp is None:
         raise BadRequest("The report is not ready yet; ask again when it has finished.")
     if interp.get("status") == "refused":
-        raise BadRequest("This study has no report (its images were refused), so there is "
-                         "nothing to ask about.")
+        raise BadRequest(
+            "This study has no report (its images were refused), so there is nothing to ask about."
+        )
     check_queue(state)
     message = state.store.add_message(study.id, "user", question)
     job = state.store.enqueue_job(
