@@ -15,6 +15,7 @@ from torch import nn
 
 BLOCK_N = 64  # output rows per block of the packed CPU layout
 DEQUANT_BLOCK_ROWS = 1024  # multiple of BLOCK_N
+QUANT_CHUNK_ELEMENTS = 1 << 20
 
 
 def int4_supported(linear: nn.Linear, group_size: int) -> bool:
@@ -30,8 +31,10 @@ def quantize_groups_int4(
     n, k = weight.shape
     q = torch.empty(n, k, dtype=torch.int32, device=weight.device)
     sz = torch.empty(k // group_size, n, 2, dtype=dtype, device=weight.device)
-    for start in range(0, n, 4096):
-        stop = min(n, start + 4096)
+    # Rows per chunk: bounded fp32 temporaries (~4 MB each) whatever the layer's width.
+    rows = max(1, min(n, QUANT_CHUNK_ELEMENTS // max(k, 1)))
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
         w = weight[start:stop].float().reshape(stop - start, k // group_size, group_size)
         lo = w.amin(dim=-1)
         hi = w.amax(dim=-1)

@@ -21,7 +21,7 @@ from medlens.models.fastpath import native
 from medlens.models.fastpath.mapped import release_pages
 
 DEQUANT_BLOCK_ROWS = 1024  # ~2.5-5 MB of bf16 per block at MedGemma widths: stays in L2/L3
-QUANT_CHUNK_ROWS = 4096  # rows converted at a time while quantizing (bounds fp32 temporaries)
+QUANT_CHUNK_ELEMENTS = 1 << 20  # fp32 workspace while quantizing: 4 MB, reused for every chunk
 
 
 def quantize_rows_int8(
@@ -31,18 +31,27 @@ def quantize_rows_int8(
 
     consume=True: the caller drops `weight` afterwards, so the rows already quantized
     leave RSS as we go when they are memory-mapped from a checkpoint (see mapped.py).
+
+    All the arithmetic runs in place in one small fp32 workspace. Fresh temporaries per
+    chunk (16-64 MB each at MedGemma widths) were kept by glibc's allocator after being
+    freed and made the loading peak vary by ~the size of the bf16 file from run to run.
     """
-    n = weight.shape[0]
-    q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)
+    n, k = weight.shape
+    q = torch.empty((n, k), dtype=torch.int8, device=weight.device)
     scale = torch.empty(n, dtype=dtype, device=weight.device)
-    for start in range(0, n, QUANT_CHUNK_ROWS):
-        stop = min(n, start + QUANT_CHUNK_ROWS)
-        w = weight[start:stop].float()
+    rows = max(1, min(n, QUANT_CHUNK_ELEMENTS // max(k, 1)))
+    work = torch.empty((rows, k), dtype=torch.float32, device=weight.device)
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        w = work[: stop - start]
+        w.copy_(weight[start:stop])
+        amax = torch.maximum(w.amax(dim=1), w.amin(dim=1).neg_())
         # Round the scale to the compute dtype first, so q is chosen for the scale
         # that de-quantization will actually use.
-        s = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-12).to(dtype)
+        s = (amax / 127.0).clamp_(min=1e-12).to(dtype)
         scale[start:stop] = s
-        q[start:stop] = torch.round(w / s.float()[:, None]).clamp_(-127, 127).to(torch.int8)
+        w.div_(s.float()[:, None]).round_().clamp_(-127, 127)
+        q[start:stop].copy_(w)  # exact: already whole numbers in [-127, 127]
         if consume:
             release_pages(weight[start:stop])
     return q, scale
