@@ -10,7 +10,8 @@ Variants:
 - medgemma/ours: MedLens's TransformersGenerator (manual decode loop, image-feature cache)
   with the fast path (weight-only int8/int4 decoder) at load time.
 - medsiglip/baseline: `SiglipModel.get_image_features` in bf16.
-- medsiglip/ours: MedLens's TransformersEncoder (content-hash embedding cache).
+- medsiglip/ours: MedLens's TransformersEncoder (content-hash embedding cache), with the
+  image tower's attention on MedLens's compiled kernel, as load_encoder sets it up on CPU.
 """
 
 from __future__ import annotations
@@ -289,9 +290,11 @@ class MedSiglipOurs(_SiglipBase):
 
         from medlens.models.backends.torch_runtime import configure_threads
         from medlens.models.backends.transformers_encoder import TransformersEncoder
+        from medlens.models.fastpath import fast_vision_attention
         from medlens.models.protocols import BackendInfo
 
         configure_threads()
+        fast_vision_attention(self.model)  # what load_encoder does on CPU
         info = BackendInfo(model_id="bench/medsiglip", backend="transformers",
                            source=f"path:{spec['path']}", revision="random-weights",
                            weights_hash="", dtype="bfloat16", device="cpu", is_test=True)

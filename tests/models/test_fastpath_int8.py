@@ -49,6 +49,72 @@ def test_int8_is_close_to_the_original_linear() -> None:
     assert float(rel) < 0.01
 
 
+def test_grouped_int8_rounds_each_group_within_half_a_step() -> None:
+    from medlens.models.fastpath.int8 import group_for, quantize_int8
+
+    torch.manual_seed(3)
+    w = torch.randn(96, 512)
+    w[:, :64] *= 40  # an outlier block: per-row scales would spend the range on it
+    q, scale = quantize_int8(w, torch.float32, group=128)
+    assert q.shape == (96, 512) and scale.shape == (96, 4)
+    groups = q.float().view(96, 4, 128) * scale[..., None]
+    err = (groups - w.view(96, 4, 128)).abs()
+    assert bool((err <= scale[..., None] / 2 + 1e-6).all())
+    assert int(q.view(96, 4, 128).abs().amax(-1).min()) == 127  # each group uses its range
+    q_row, per_row = quantize_int8(w, torch.float32, group=0)
+    assert per_row.shape == (96,)
+    grouped_err = float((groups.view(96, 512) - w).norm())
+    row_err = float((q_row.float() * per_row[:, None] - w).norm())
+    assert grouped_err < 0.5 * row_err
+    # Groups that do not tile K (or are not multiples of 64) fall back to one per row.
+    assert group_for(512, 128) == 128 and group_for(576, 128) == 576
+    assert group_for(512, 96) == 512 and group_for(128, 128) == 128 and group_for(64, 0) == 64
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("rows", [1, 4, 9])
+@pytest.mark.parametrize("native_kernel", [True, False])
+def test_grouped_int8_matmul_equals_the_dequantized_reference(
+    dtype: str, rows: int, native_kernel: bool, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from medlens.models.fastpath import native
+    from medlens.models.fastpath.int8 import Int8Linear
+
+    if not native_kernel:
+        monkeypatch.setattr(native, "load", lambda: None)
+    dt = getattr(torch, dtype)
+    lin = _linear(192, 512, dt, seed=rows)
+    q = Int8Linear.from_linear(lin, small_batch=4, group=64)
+    assert q.scale.shape == (192, 8) and "groups of 64" in repr(q)
+    x = torch.randn(rows, 512).to(dt)
+    ref = x.double() @ q.dequantized().double().t() + lin.bias.double()
+    out = q(x)
+    assert out.dtype == dt
+    tol = 1e-4 if dt == torch.float32 else 3e-2
+    assert float((out.double() - ref).abs().max()) < tol * max(1.0, float(ref.abs().max()))
+
+
+def test_grouped_int8_embedding_reads_its_own_groups() -> None:
+    from medlens.models.fastpath.int8 import Int8ScaledEmbedding, Int8TiedHead
+
+    torch.manual_seed(5)
+    emb = nn.Embedding(300, 256)
+    emb.weight.requires_grad_(False)
+    emb.scalar_embed_scale = 16.0
+    q = Int8ScaledEmbedding.from_embedding(emb, group=128)
+    assert q.scale.shape == (300, 2)
+    ids = torch.tensor([[0, 7, 299, 7]])
+    want = emb.weight[ids] * 16.0
+    got = q(ids)
+    assert got.shape == (1, 4, 256)
+    assert float((got - want).abs().max()) <= float(q.scale.max()) * 16.0 / 2 + 1e-5
+    head = Int8TiedHead(q)
+    x = torch.randn(1, 256)
+    assert float((head(x) - x @ emb.weight.t()).abs().max()) < 0.02 * float(
+        (x @ emb.weight.t()).abs().max()
+    )
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("rows", [1, 4, 9])
 @pytest.mark.parametrize("group", [32, 128])
@@ -103,6 +169,13 @@ def test_record_options_and_env_override() -> None:
     assert parse_options(FastPathOptions(quantize="int8"), env={}).quantize == "int8"
 
 
+def test_int8_group_size_from_record_and_env() -> None:
+    assert parse_options(None, env={}).int8_group_size == 128
+    assert parse_options({"int8_group_size": 0}, env={}).int8_group_size == 0
+    opts = parse_options({"int8_group_size": 256}, env={"MEDLENS_INT8_GROUP_SIZE": "64"})
+    assert opts.int8_group_size == 64
+
+
 @pytest.mark.parametrize(
     ("options", "env", "message"),
     [
@@ -111,6 +184,9 @@ def test_record_options_and_env_override() -> None:
         ({"quantize_group_size": 100}, {}, "group_size"),
         ({"quantize_small_batch": 0}, {}, "small_batch"),
         ({}, {"MEDLENS_QUANTIZE_HEAD": "maybe"}, "true or false"),
+        ({"int8_group_size": 100}, {}, "multiple of 64"),
+        ({}, {"MEDLENS_INT8_GROUP_SIZE": "-64"}, "multiple of 64"),
+        ({}, {"MEDLENS_INT8_GROUP_SIZE": "big"}, "whole number"),
     ],
 )
 def test_bad_options_are_clear_config_errors(options, env, message) -> None:  # type: ignore[no-untyped-def]

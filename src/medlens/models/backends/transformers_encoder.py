@@ -127,6 +127,9 @@ def load_encoder(
     if device_map is None:
         model.to(device)
     model.eval()
+    from medlens.models.fastpath import fast_vision_attention
+
+    fast_vision_attention(model)  # CPU: the image tower's attention on the compiled kernel
     processor = AutoProcessor.from_pretrained(path)
     info = BackendInfo(
         model_id=record.id,

@@ -61,6 +61,7 @@ class TransformersGenerator:
             banned.append(int(model.config.image_token_id))
         self._banned = torch.tensor(sorted(set(banned)), dtype=torch.long, device=self.device)
         self._skip_ids = hidden_special_ids(self.tokenizer)
+        self._step = _fused_step(model, self.device)
 
     # --- prompt --------------------------------------------------------------
     def _chat_dicts(self, messages: Sequence[ChatMessage]) -> tuple[list[dict], list[ImagePart]]:
@@ -210,11 +211,14 @@ class TransformersGenerator:
                     break
                 if step + 1 == max_new:
                     break
-                logits = self.model(
-                    input_ids=torch.tensor([[token]], device=self.device),
-                    past_key_values=cache,
-                    use_cache=True,
-                ).logits[0, -1]
+                if self._step is not None:  # same maths, less per-token overhead (CPU)
+                    logits = self._step(token, cache)
+                else:
+                    logits = self.model(
+                        input_ids=torch.tensor([[token]], device=self.device),
+                        past_key_values=cache,
+                        use_cache=True,
+                    ).logits[0, -1]
         if stats.finish_reason != "stop_string":
             stopper.feed(detok.finish())
             rest = thinking.feed(stopper.flush()) + thinking.flush()
@@ -386,3 +390,19 @@ def load_generator(
         is_test=record.is_test,
     )
     return TransformersGenerator(model, processor, info)
+
+
+def _fused_step(model: Any, device: Any) -> Any:
+    """The flat decode step for Gemma 3 on CPU (fastpath/step.py), or None.
+
+    MEDLENS_FUSED_STEP=0 keeps every token on the model's own forward.
+    """
+    import os
+
+    if device.type != "cpu":
+        return None
+    if os.environ.get("MEDLENS_FUSED_STEP", "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    from medlens.models.fastpath.step import FusedStep
+
+    return FusedStep.build(model)

@@ -6,7 +6,10 @@ Public entry point for backends (imports torch only when called):
     model = apply_fastpath(model, record.options)   # MEDLENS_QUANTIZE overrides
 
 Options (record `options` table or env): quantize = "none" | "int8" | "int4",
-quantize_head (bool), quantize_group_size (int4), quantize_small_batch.
+quantize_head (bool), quantize_group_size (int4), int8_group_size, quantize_small_batch.
+
+    from medlens.models.fastpath import fast_vision_attention
+    fast_vision_attention(model)   # CPU: image-tower attention on the compiled kernel
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ from typing import Any
 
 from medlens.models.fastpath.options import QUANTIZE_MODES, FastPathOptions, parse_options
 
-__all__ = ["QUANTIZE_MODES", "FastPathOptions", "apply_fastpath", "parse_options"]
+__all__ = [
+    "QUANTIZE_MODES",
+    "FastPathOptions",
+    "apply_fastpath",
+    "fast_vision_attention",
+    "parse_options",
+]
 
 
 def apply_fastpath(model: Any, options: Mapping[str, Any] | FastPathOptions | None = None) -> Any:
@@ -24,3 +33,17 @@ def apply_fastpath(model: Any, options: Mapping[str, Any] | FastPathOptions | No
     from medlens.models.fastpath.apply import apply_fastpath as _apply
 
     return _apply(model, options)
+
+
+def fast_vision_attention(model: Any) -> int:
+    """On CPU, run the model's image tower attention on the compiled bf16 kernel.
+
+    For MedGemma and MedSigLIP alike; returns the number of attention configs switched
+    (0: no image tower, not on CPU, or the kernel cannot run on this machine).
+    """
+    from medlens.models.fastpath.vision import use_fast_vision_attention, vision_tower_of
+
+    tower = vision_tower_of(model)
+    if tower is None or any(p.device.type != "cpu" for p in tower.parameters()):
+        return 0
+    return use_fast_vision_attention(tower)

@@ -36,6 +36,7 @@ class FastPathReport:
     bytes_before: int = 0
     bytes_after: int = 0
     skipped: str = ""
+    vision_attention: int = 0  # image-tower attention configs on the compiled kernel
     notes: list[str] = field(default_factory=list)
 
 
@@ -74,7 +75,9 @@ def quantize_decoder(model: nn.Module, opts: FastPathOptions) -> FastPathReport:
             new = Int4Linear.from_linear(linear, opts.group_size, opts.small_batch)
             report.linear_int4 += 1
         else:
-            new = Int8Linear.from_linear(linear, opts.small_batch, consume=True)
+            new = Int8Linear.from_linear(
+                linear, opts.small_batch, consume=True, group=opts.int8_group_size
+            )
             report.linear_int8 += 1
         _set_module(decoder, name, new)
         # The bf16 weight is freed as we go (or, memory-mapped, its pages leave RSS):
@@ -94,11 +97,13 @@ def _quantize_head(model: Any, opts: FastPathOptions) -> str:
         return "unchanged"
     tied = emb is not None and head.weight is emb.weight
     if tied and hasattr(emb, "scalar_embed_scale"):
-        qemb = Int8ScaledEmbedding.from_embedding(emb, consume=True)
+        qemb = Int8ScaledEmbedding.from_embedding(emb, consume=True, group=opts.int8_group_size)
         model.set_input_embeddings(qemb)
         model.set_output_embeddings(Int8TiedHead(qemb, opts.small_batch))
         return "int8 tied embedding + head"
-    model.set_output_embeddings(Int8Linear.from_linear(head, opts.small_batch, consume=True))
+    model.set_output_embeddings(
+        Int8Linear.from_linear(head, opts.small_batch, consume=True, group=opts.int8_group_size)
+    )
     return "int8 head"
 
 
@@ -170,5 +175,9 @@ def apply_fastpath(
                 q.bytes_before / 1e9,
                 q.bytes_after / 1e9,
             )
+    if _on_cpu(model):
+        from medlens.models.fastpath import fast_vision_attention
+
+        report.vision_attention = fast_vision_attention(model)
     model.medlens_fastpath = report  # type: ignore[assignment]
     return model
