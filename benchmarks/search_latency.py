@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medlens.tasks.index import IVFIndex, default_nlist, exact_search, recall_at_k
+from medlens.tasks.retrieval.vector_index import IVFIndex, default_nlist, exact_search, recall_at_k
 
 DIM = 1152
 CHUNK = 50_000

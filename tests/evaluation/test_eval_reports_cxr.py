@@ -16,7 +16,7 @@ from medlens.evaluation.report_metrics import (
     positive_labels,
     report_metrics,
 )
-from medlens.tasks.labeler import CHEXPERT_LABELS
+from medlens.tasks.interpret.labeler import CHEXPERT_LABELS
 
 REFS = [
     "Moderate cardiomegaly. Small left pleural effusion.",

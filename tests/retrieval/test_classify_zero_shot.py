@@ -12,8 +12,8 @@ from PIL import Image
 
 from medlens.errors import ConfigError
 from medlens.models.protocols import BackendInfo, ImagePart
-from medlens.tasks import classify
-from medlens.tasks.classify import (
+from medlens.tasks.classify import zero_shot as classify
+from medlens.tasks.classify.zero_shot import (
     average_prompts,
     builtin_label_sets,
     load_label_set,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from medlens.errors import ConfigError
-from medlens.tasks.probe_train import ThresholdRule, pick_threshold, train_probe
-from medlens.tasks.probes import load_probe, save_probe
+from medlens.evaluation.probe_train import ThresholdRule, pick_threshold, train_probe
+from medlens.tasks.classify.probes import load_probe, save_probe
 
 
 def _data(n: int = 400, dim: int = 64, sep: float = 2.0, seed: int = 0):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from medlens.errors import DataError
-from medlens.tasks.cases_csv import find_cases, read_cases_csv
+from medlens.tasks.retrieval.cases_csv import find_cases, read_cases_csv
 
 
 def test_nih_labels_csv(shared_data: Path) -> None:
@@ -70,7 +70,8 @@ def test_generic_csv_and_folder(tmp_path: Path, nih_images: list[Path]) -> None:
 
 
 def test_retrieval_modules_do_not_import_torch() -> None:
-    code = ("import sys, medlens.tasks.library, medlens.tasks.classify, medlens.tasks.probes, "
+    code = ("import sys, medlens.tasks.retrieval.library, medlens.tasks.classify.zero_shot, "
+            "medlens.tasks.classify.probes, "
             "medlens.cli.library, medlens.cli.classify, medlens.cli.probe; "
             "print('torch' in sys.modules, 'transformers' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

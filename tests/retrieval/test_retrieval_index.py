@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from retrieval_synth import clustered
 
-from medlens.tasks import index as index_mod
-from medlens.tasks.index import ExactIndex, IVFIndex, exact_search, recall_at_k
+from medlens.tasks.retrieval import vector_index as index_mod
+from medlens.tasks.retrieval.vector_index import ExactIndex, IVFIndex, exact_search, recall_at_k
 
 
 def _brute(mat: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

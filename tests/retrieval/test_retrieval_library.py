@@ -12,8 +12,8 @@ from retrieval_fakes import FakeEncoder
 
 from medlens.config import Settings, load_settings
 from medlens.models.registry import load_registry
-from medlens.tasks.cases_csv import CaseInput, find_cases
-from medlens.tasks.library import THUMBNAIL_PX, CaseLibrary
+from medlens.tasks.retrieval.cases_csv import CaseInput, find_cases
+from medlens.tasks.retrieval.library import THUMBNAIL_PX, CaseLibrary
 
 
 @pytest.fixture

@@ -218,7 +218,7 @@ def _other_png() -> bytes:
 
 
 def test_refused_study_page_explains_and_takes_no_followups(client_factory, upload, cxr_png):
-    from medlens.tasks.interpretation import GateRecord, Interpretation, Provenance
+    from medlens.tasks.interpret.result import GateRecord, Interpretation, Provenance
 
     with client_factory() as client:
         created = upload(client, ("a.png", cxr_png)).json()

@@ -20,7 +20,7 @@ from PIL import Image
 
 from medlens.config import Settings
 from medlens.store import open_store
-from medlens.tasks.interpretation import Interpretation
+from medlens.tasks.interpret.result import Interpretation
 
 TINY_GENERATOR, TINY_ENCODER = "medlens/test-medgemma", "medlens/test-medsiglip"
 

@@ -6,7 +6,7 @@ from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 
 from medlens.disclaimer import DISCLAIMER
 from medlens.server.fhir_report import to_diagnostic_report
-from medlens.tasks.interpretation import (
+from medlens.tasks.interpret.result import (
     FindingScore,
     GateRecord,
     ImageFindingScores,

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from medlens.disclaimer import DISCLAIMER, TEST_MODEL_LABEL
-from medlens.tasks.interpretation import Interpretation
+from medlens.tasks.interpret.result import Interpretation
 
 
 def read_events(client, url: str, limit: int = 5000) -> list[tuple[str, dict]]:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from medlens.cli.main import app
 from medlens.disclaimer import DISCLAIMER, TEST_MODEL_LABEL
 from medlens.errors import ModelNotAvailable
-from medlens.tasks.interpretation import Interpretation
+from medlens.tasks.interpret.result import Interpretation
 
 from .conftest import ABNORMAL_REPORT, FakeEncoder, MockGenerator
 

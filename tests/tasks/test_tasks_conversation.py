@@ -9,9 +9,9 @@ import pytest
 from medlens.errors import MedLensError
 from medlens.imaging.ingest import ingest
 from medlens.models.registry import PreprocessSpec
-from medlens.tasks.conversation import Conversation, ConversationStore
-from medlens.tasks.interpret import InterpretOptions, interpret
-from medlens.tasks.study import Study
+from medlens.tasks.interpret.conversation import Conversation, ConversationStore
+from medlens.tasks.interpret.pipeline import InterpretOptions, interpret
+from medlens.tasks.interpret.study import Study
 
 from .conftest import ABNORMAL_REPORT, MockGenerator
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from medlens.errors import DataError
-from medlens.tasks.ehr import age_band, approx_tokens, patient_context, relative
-from medlens.tasks.fhir_context import bundle_facts, load_bundle
+from medlens.tasks.ehr.fhir_facts import bundle_facts, load_bundle
+from medlens.tasks.ehr.patient_context import age_band, approx_tokens, patient_context, relative
 
 GOLDEN = Path(__file__).parent / "golden" / "ehr_michele_wolf_400.txt"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from medlens.imaging.ingest import ingest
 from medlens.models.registry import PreprocessSpec
-from medlens.tasks.interpret import InterpretOptions, interpret
+from medlens.tasks.interpret.pipeline import InterpretOptions, interpret
+from medlens.tasks.interpret.study import Study, StudyContext
 from medlens.tasks.prompting import DATA_CLOSE, DATA_OPEN, DATA_PREAMBLE, sanitize_untrusted
-from medlens.tasks.study import Study, StudyContext
 
 from .conftest import ABNORMAL_REPORT, NORMAL_REPORT, MockGenerator, render
 

@@ -11,9 +11,9 @@ import pytest
 from medlens.disclaimer import DISCLAIMER, TEST_MODEL_LABEL
 from medlens.imaging.ingest import ingest
 from medlens.models.registry import PreprocessSpec
-from medlens.tasks.interpret import InterpretOptions, interpret, interpret_events
-from medlens.tasks.interpretation import Interpretation
-from medlens.tasks.study import Study, StudyContext, StudyImage
+from medlens.tasks.interpret.pipeline import InterpretOptions, interpret, interpret_events
+from medlens.tasks.interpret.result import Interpretation
+from medlens.tasks.interpret.study import Study, StudyContext, StudyImage
 
 from .conftest import ABNORMAL_REPORT, FakeEncoder, MockGenerator
 
@@ -222,7 +222,7 @@ def test_custom_prompt_is_recorded_by_hash(cxr_pngs: list[Path]) -> None:
 def test_urgent_probe_hook(tmp_path: Path, cxr_pngs: list[Path]) -> None:
     import numpy as np
 
-    from medlens.tasks.probes import Probe, save_probe
+    from medlens.tasks.classify.probes import Probe, save_probe
 
     enc = FakeEncoder()
     probe = Probe(name="urgent", label="urgent", version="1", encoder_id="mock",
@@ -262,8 +262,8 @@ def test_similar_cases_from_a_library(cxr_pngs: list[Path]) -> None:
 def test_similar_cases_from_the_real_case_library(tmp_path: Path, cxr_pngs: list[Path]) -> None:
     from medlens.config import load_settings
     from medlens.models.registry import load_registry
-    from medlens.tasks.cases_csv import CaseInput
-    from medlens.tasks.library import CaseLibrary
+    from medlens.tasks.retrieval.cases_csv import CaseInput
+    from medlens.tasks.retrieval.library import CaseLibrary
 
     settings = load_settings(data_dir=tmp_path)
     record = load_registry(settings).get("medlens/test-medsiglip")
@@ -295,9 +295,9 @@ def test_every_field_with_the_tiny_test_models(tiny_test_models: dict, tmp_path:
     from medlens.config import load_settings
     from medlens.models.loader import load_encoder, load_generator
     from medlens.models.registry import load_registry
-    from medlens.tasks.cases_csv import CaseInput
-    from medlens.tasks.library import CaseLibrary
-    from medlens.tasks.probes import Probe, save_probe
+    from medlens.tasks.classify.probes import Probe, save_probe
+    from medlens.tasks.retrieval.cases_csv import CaseInput
+    from medlens.tasks.retrieval.library import CaseLibrary
 
     settings = load_settings(data_dir=tmp_path)
     reg = load_registry(load_settings())

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from medlens.tasks.labeler import CHEXPERT_LABELS, label_report, label_vector, split_sentences
+from medlens.tasks.interpret.labeler import (
+    CHEXPERT_LABELS,
+    label_report,
+    label_vector,
+    split_sentences,
+)
 
 P, N, U = "positive", "negative", "uncertain"
 

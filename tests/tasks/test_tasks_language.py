@@ -9,9 +9,9 @@ import pytest
 from medlens.errors import ConfigError
 from medlens.imaging.ingest import ingest
 from medlens.models.registry import PreprocessSpec
-from medlens.tasks.interpret import InterpretOptions, interpret
-from medlens.tasks.language import LANGUAGES, language_instruction, normalise_language
-from medlens.tasks.study import Study
+from medlens.tasks.interpret.language import LANGUAGES, language_instruction, normalise_language
+from medlens.tasks.interpret.pipeline import InterpretOptions, interpret
+from medlens.tasks.interpret.study import Study
 
 from .conftest import ABNORMAL_REPORT, FakeEncoder, MockGenerator
 
@@ -66,7 +66,7 @@ def test_spanish_without_back_translation_is_not_cross_checked(cxr_pngs: list[Pa
 
 
 def test_headings_in_spanish_are_parsed() -> None:
-    from medlens.tasks.report_parser import parse_report
+    from medlens.tasks.interpret.report_parser import parse_report
 
     r = parse_report("Hallazgos: Pulmones claros.\nImpresión: Normal.")
     assert r.findings == "Pulmones claros." and r.impression == "Normal."

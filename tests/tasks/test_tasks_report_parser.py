@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medlens.tasks.report_parser import parse_report
+from medlens.tasks.interpret.report_parser import parse_report
 
 CASES = [
     ("Technique: PA.\nFindings: Lungs clear.\nImpression: Normal.", "PA.", "Lungs clear.",

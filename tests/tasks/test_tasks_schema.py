@@ -5,16 +5,16 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from medlens.tasks.interpretation import Interpretation, schema_text
+from medlens.tasks.interpret.result import Interpretation, schema_text
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "interpretation-schema.md"
 
 
 def test_committed_schema_is_current() -> None:
-    committed = resources.files("medlens.tasks").joinpath("interpretation.schema.json")
+    committed = resources.files("medlens.tasks.interpret").joinpath("result.schema.json")
     assert committed.read_text("utf-8") == schema_text(), (
-        "regenerate: python -m medlens.tasks.interpretation > "
-        "src/medlens/tasks/interpretation.schema.json")
+        "regenerate: python -m medlens.tasks.interpret.result > "
+        "src/medlens/tasks/interpret/result.schema.json")
 
 
 def test_docs_mention_every_top_level_field() -> None:
@@ -32,13 +32,13 @@ def test_outputs_validate_against_the_committed_schema(cxr_pngs: list[Path],
 
     from medlens.imaging.ingest import ingest
     from medlens.models.registry import PreprocessSpec
-    from medlens.tasks.interpret import InterpretOptions, interpret
-    from medlens.tasks.study import Study
+    from medlens.tasks.interpret.pipeline import InterpretOptions, interpret
+    from medlens.tasks.interpret.study import Study
 
     from .conftest import ABNORMAL_REPORT, FakeEncoder, MockGenerator
 
-    schema = json.loads(resources.files("medlens.tasks").joinpath(
-        "interpretation.schema.json").read_text("utf-8"))
+    schema = json.loads(resources.files("medlens.tasks.interpret").joinpath(
+        "result.schema.json").read_text("utf-8"))
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
     opts = InterpretOptions(generator_preprocess=PreprocessSpec(64),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from medlens.errors import DataError
-from medlens.tasks.summarize import chunk_text, read_record, summarize_text
+from medlens.tasks.ehr.summarize import chunk_text, read_record, summarize_text
 
 from .conftest import MockGenerator
 

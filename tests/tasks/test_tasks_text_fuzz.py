@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medlens.tasks.labeler import ALL_LABELS, label_report
+from medlens.tasks.interpret.labeler import ALL_LABELS, label_report
+from medlens.tasks.interpret.report_parser import parse_report
 from medlens.tasks.prompting import DATA_CLOSE, DATA_OPEN, sanitize_untrusted
-from medlens.tasks.report_parser import parse_report
 
 WORDS = st.sampled_from([
     "no", "not", "pneumothorax", "effusion", "left", "right", "may", "Findings:",

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from medlens.tasks.crosscheck import cross_check
-from medlens.tasks.interpretation import ProbeScore
-from medlens.tasks.labeler import label_report
-from medlens.tasks.urgency import RULES, assess_urgency
+from medlens.tasks.interpret.crosscheck import cross_check
+from medlens.tasks.interpret.labeler import label_report
+from medlens.tasks.interpret.result import ProbeScore
+from medlens.tasks.interpret.urgency import RULES, assess_urgency
 
 URGENCY = [
     ("Small left apical pneumothorax.", "urgent", "U01"),

@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Zero-shot label probabilities for each image (MedSigLIP)."""
         from medlens.imaging.ingest import ingest
-        from medlens.tasks.classify import load_label_set, zero_shot
+        from medlens.tasks.classify.zero_shot import load_label_set, zero_shot
         from medlens.tasks.encoding import image_parts, load_encoder_for
 
         label_set = load_label_set(labels)
@@ -88,10 +88,10 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     ) -> None:
         """AUC per label of zero-shot scores against labelled images."""
-        from medlens.tasks.cases_csv import find_cases
-        from medlens.tasks.classify import load_label_set
+        from medlens.evaluation.retrieval_eval import evaluate_zero_shot
+        from medlens.tasks.classify.zero_shot import load_label_set
         from medlens.tasks.encoding import load_encoder_for
-        from medlens.tasks.retrieval_eval import evaluate_zero_shot
+        from medlens.tasks.retrieval.cases_csv import find_cases
 
         label_set = load_label_set(labels)
         cases = find_cases(source)

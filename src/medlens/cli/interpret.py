@@ -20,7 +20,7 @@ from medlens.errors import BackendUnavailable, MedLensError, ModelNotAvailable
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from medlens.tasks.interpretation import Interpretation
+    from medlens.tasks.interpret.result import Interpretation
 
 
 TEST_ENCODER = "medlens/test-medsiglip"
@@ -143,10 +143,10 @@ def _run(
 
     from medlens.errors import ConfigError
     from medlens.imaging.ingest import ingest
-    from medlens.tasks.interpret import InterpretOptions, interpret_events
-    from medlens.tasks.language import normalise_language
+    from medlens.tasks.interpret.language import normalise_language
+    from medlens.tasks.interpret.pipeline import InterpretOptions, interpret_events
+    from medlens.tasks.interpret.study import Study
     from medlens.tasks.loading import load_encoder_for, load_generator_for, resolve_record
-    from medlens.tasks.study import Study
 
     if modality not in MODALITIES:
         raise ConfigError(f"Unknown modality {modality!r}; use one of {', '.join(MODALITIES)}.")
@@ -224,13 +224,13 @@ def _run(
 
     turns = []
     if ask and result.report is not None:
-        from medlens.tasks.conversation import Conversation
+        from medlens.tasks.interpret.conversation import Conversation
 
         conv = Conversation.start(study, result, options)
         for q in ask:
             turns.append(conv.ask(generator, q))
     if turns:
-        from medlens.tasks.interpretation import FollowUp
+        from medlens.tasks.interpret.result import FollowUp
 
         result.followups = [FollowUp(**t.__dict__) for t in turns]
     if json_out:
@@ -246,8 +246,8 @@ def _library(settings, encoder, k: int):
     if k <= 0 or encoder is None:
         return None
     try:
-        from medlens.tasks.library import CaseLibrary
-        from medlens.tasks.library_store import sqlite_path_for
+        from medlens.tasks.retrieval.library import CaseLibrary
+        from medlens.tasks.retrieval.tables import sqlite_path_for
     except ImportError:
         return None
     if not sqlite_path_for(settings).exists():
@@ -258,8 +258,8 @@ def _library(settings, encoder, k: int):
 
 
 def _context(text: str | None, ehr: Path | None, generator, record):
-    from medlens.tasks.ehr import estimate_budget, patient_context
-    from medlens.tasks.study import StudyContext
+    from medlens.tasks.ehr.patient_context import estimate_budget, patient_context
+    from medlens.tasks.interpret.study import StudyContext
 
     if ehr is None:
         return StudyContext(indication=text)

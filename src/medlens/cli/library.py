@@ -32,9 +32,9 @@ def add_cmd(
     library: LibOpt = "default",
 ) -> None:
     """De-identify, embed and store images (embeddings cached by pixel hash + encoder)."""
-    from medlens.tasks.cases_csv import find_cases
     from medlens.tasks.encoding import load_encoder_for
-    from medlens.tasks.library import CaseLibrary
+    from medlens.tasks.retrieval.cases_csv import find_cases
+    from medlens.tasks.retrieval.library import CaseLibrary
 
     settings = settings_from()
     cases = find_cases(source)
@@ -69,7 +69,7 @@ def search_cmd(
     """The k most similar library cases to an image or a text."""
     from medlens.errors import ConfigError
     from medlens.tasks.encoding import load_encoder_for
-    from medlens.tasks.library import CaseLibrary
+    from medlens.tasks.retrieval.library import CaseLibrary
 
     if (image is None) == (text is None):
         raise ConfigError('Give a query IMAGE or --text "..." (exactly one).')
@@ -115,7 +115,7 @@ def search_cmd(
 @library_app.command("list")
 def list_cmd() -> None:
     """Libraries with their case counts and the encoders that embedded them."""
-    from medlens.tasks.library_store import LibraryDB, sqlite_path_for
+    from medlens.tasks.retrieval.tables import LibraryDB, sqlite_path_for
 
     db = LibraryDB(sqlite_path_for(settings_from()))
     try:
@@ -133,7 +133,7 @@ def list_cmd() -> None:
 def embed_cmd(model: ModelOpt = None, library: LibOpt = "default") -> None:
     """Embed stored cases that lack a vector for this encoder (e.g. after a model change)."""
     from medlens.tasks.encoding import load_encoder_for
-    from medlens.tasks.library import CaseLibrary
+    from medlens.tasks.retrieval.library import CaseLibrary
 
     settings = settings_from()
     encoder, record = load_encoder_for(settings, model)
@@ -148,7 +148,7 @@ def remove_cmd(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False,
 ) -> None:
     """Remove a library's cases (cached vectors and blobs stay; they are content-addressed)."""
-    from medlens.tasks.library import CaseLibrary
+    from medlens.tasks.retrieval.library import CaseLibrary
 
     if not yes:
         typer.confirm(f"Remove every case of library {library!r}?", abort=True)

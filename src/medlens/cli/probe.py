@@ -42,9 +42,9 @@ def train_cmd(
     out: Annotated[Path | None, typer.Option(help="Folder (default <data_dir>/probes).")] = None,
 ) -> None:
     """Train a probe on a library's stored embeddings; writes a versioned probe file."""
-    from medlens.tasks.library import CaseLibrary
-    from medlens.tasks.probe_train import train_probe
-    from medlens.tasks.probes import save_probe
+    from medlens.evaluation.probe_train import train_probe
+    from medlens.tasks.classify.probes import save_probe
+    from medlens.tasks.retrieval.library import CaseLibrary
 
     settings = settings_from()
     with CaseLibrary.open(settings, library, encoder_id=model) as lib:
@@ -80,7 +80,7 @@ def show_cmd(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Print a probe's metadata and metrics (verifies its sha256)."""
-    from medlens.tasks.probes import load_probe
+    from medlens.tasks.classify.probes import load_probe
 
     probe = load_probe(path)
     if as_json:
@@ -101,10 +101,10 @@ def evaluate_cmd(
 ) -> None:
     """AUC of a probe on labelled images (use data the probe was NOT trained on)."""
     from medlens.errors import ConfigError
-    from medlens.tasks.cases_csv import find_cases
+    from medlens.evaluation.retrieval_eval import evaluate_probe
+    from medlens.tasks.classify.probes import load_probe
     from medlens.tasks.encoding import encoder_id, load_encoder_for
-    from medlens.tasks.probes import load_probe
-    from medlens.tasks.retrieval_eval import evaluate_probe
+    from medlens.tasks.retrieval.cases_csv import find_cases
 
     probe = load_probe(path)
     encoder, record = load_encoder_for(settings_from(), model)

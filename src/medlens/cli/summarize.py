@@ -50,8 +50,8 @@ def _run(
     context_only: bool,
     json_out: bool,
 ) -> None:
+    from medlens.tasks.ehr.summarize import read_record, summarize_text
     from medlens.tasks.loading import load_generator_for
-    from medlens.tasks.summarize import read_record, summarize_text
 
     settings = settings_from()
     kind, text = read_record(record)

@@ -1,7 +1,7 @@
 """Report-generation metrics that run offline.
 
 Clinical-efficacy F1 (CheXpert style): both the generated and the reference report go
-through MedLens' rule-based labeler (`medlens.tasks.labeler.label_report`); each of the
+through MedLens' rule-based labeler (`medlens.tasks.interpret.labeler.label_report`); each of the
 14 CheXpert observations becomes "positive" (1) or "not positive" (0: negative, not
 mentioned, and - by default - uncertain). Uncertain mentions count as not positive
 ("uncertain='negative'", the usual convention of CheXbert-based report metrics);
@@ -66,7 +66,7 @@ def positive_labels(
     text: str, labels: Sequence[str], uncertain: Uncertain = "negative"
 ) -> set[str]:
     """The labels the rule-based labeler finds positive in `text`."""
-    from medlens.tasks.labeler import label_report
+    from medlens.tasks.interpret.labeler import label_report
 
     found = label_report(text)
     ok = {"positive", "uncertain"} if uncertain == "positive" else {"positive"}
@@ -101,7 +101,7 @@ def chexpert_counts(
     uncertain: Uncertain = "negative",
 ) -> dict[str, stats.BinaryCounts]:
     """Pooled TP/FP/FN/TN per label (reference = truth, generated = prediction)."""
-    from medlens.tasks.labeler import CHEXPERT_LABELS
+    from medlens.tasks.interpret.labeler import CHEXPERT_LABELS
 
     if len(generated) != len(references):
         raise ValueError("generated and reference reports differ in number")

@@ -68,7 +68,7 @@ def shared_models(settings: Settings) -> ModelPair:
 
 def _options(settings: Settings, language: str) -> Any:
     from medlens.models.registry import load_registry
-    from medlens.tasks.interpret import InterpretOptions
+    from medlens.tasks.interpret.pipeline import InterpretOptions
 
     registry = load_registry(settings)
     gen_id, enc_id = model_ids(settings)
@@ -104,7 +104,7 @@ class _EventBridge:
 def _study_for_task(job: Job, ctx: Any) -> Any:
     """Rebuild the task-level Study from the store's de-identified blobs."""
     from medlens.imaging.ingest import ingest
-    from medlens.tasks.study import Study, StudyContext
+    from medlens.tasks.interpret.study import Study, StudyContext
 
     study = ctx.store.get_study(job.study_id)
     if study is None:
@@ -124,7 +124,7 @@ def study_language(job: Job, ctx: Any) -> str:
 def _library(settings: Settings) -> Any:
     """The case library for similar cases, when one has been built (else None)."""
     try:
-        from medlens.tasks.library import CaseLibrary
+        from medlens.tasks.retrieval.library import CaseLibrary
 
         lib = CaseLibrary.open(settings, encoder_id=model_ids(settings)[1])
     except Exception:
@@ -139,7 +139,7 @@ def _library(settings: Settings) -> Any:
 
 
 def handle_interpret(job: Job, ctx: Any) -> dict[str, Any]:
-    from medlens.tasks.interpret import interpret
+    from medlens.tasks.interpret.pipeline import interpret
 
     ctx.progress(0.02, "Reading images")
     study = _study_for_task(job, ctx)
@@ -168,8 +168,8 @@ def handle_interpret(job: Job, ctx: Any) -> dict[str, Any]:
 
 
 def handle_followup(job: Job, ctx: Any) -> dict[str, Any]:
-    from medlens.tasks.conversation import Conversation, Turn
-    from medlens.tasks.interpretation import Interpretation
+    from medlens.tasks.interpret.conversation import Conversation, Turn
+    from medlens.tasks.interpret.result import Interpretation
 
     ctx.progress(0.05, "Reading the study")
     study = _study_for_task(job, ctx)

@@ -74,7 +74,7 @@ class LabelSet:
 # --- loading ------------------------------------------------------------------------
 def builtin_label_sets() -> list[str]:
     """Names of the label sets shipped with MedLens."""
-    root = resources.files("medlens.tasks.labelsets")
+    root = resources.files("medlens.tasks.classify.labelsets")
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml"))
 
 
@@ -88,7 +88,7 @@ def load_label_set(name_or_path: str) -> LabelSet:
         source = str(path)
         is_json = path.suffix.lower() == ".json"
     else:
-        res = resources.files("medlens.tasks.labelsets").joinpath(f"{name_or_path}.toml")
+        res = resources.files("medlens.tasks.classify.labelsets").joinpath(f"{name_or_path}.toml")
         if not res.is_file():
             known = ", ".join(builtin_label_sets())
             raise ConfigError(

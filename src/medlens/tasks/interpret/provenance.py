@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from medlens.errors import MedLensError
-from medlens.tasks.interpretation import (
+from medlens.tasks.interpret.result import (
     GenerationSummary,
     InputImage,
     ModelProvenance,
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from medlens.models.protocols import BackendInfo, Encoder, GenerationStats, Generator
+    from medlens.tasks.interpret.study import Study
     from medlens.tasks.prompting import PromptTemplate
-    from medlens.tasks.study import Study
 
 
 def model_provenance(info: BackendInfo) -> ModelProvenance:

@@ -1,8 +1,8 @@
 """The Interpretation: the typed, JSON-serialisable result of `interpret`.
 
-Pydantic models so that the JSON Schema (`interpretation.schema.json`, documented in
+Pydantic models so that the JSON Schema (`result.schema.json`, documented in
 docs/interpretation-schema.md) is generated from the very classes the code fills in:
-`python -m medlens.tasks.interpretation > src/medlens/tasks/interpretation.schema.json`.
+`python -m medlens.tasks.interpret.result > src/medlens/tasks/interpret/result.schema.json`.
 Bump SCHEMA_VERSION on any incompatible change.
 """
 

@@ -123,8 +123,8 @@ def summarize_text(
 
 def read_record(path: str | Path) -> tuple[str, str]:
     """(kind, text) of a FHIR bundle (→ its full patient context) or a notes text file."""
-    from medlens.tasks.ehr import patient_context
-    from medlens.tasks.fhir_context import load_bundle
+    from medlens.tasks.ehr.fhir_facts import load_bundle
+    from medlens.tasks.ehr.patient_context import patient_context
 
     p = Path(path)
     if not p.is_file():

@@ -6,7 +6,7 @@ rows), and a decision threshold chosen on those out-of-fold probabilities. The f
 everything needed to predict (weights, bias, calibration, threshold), what it was trained
 on (encoder id, label, library, counts, cross-validated AUC with a 95 % bootstrap
 interval) and a sha256 over its content, checked on load. Training lives in
-`medlens.tasks.probe_train`; this module only loads and applies probes (server-safe,
+`medlens.evaluation.probe_train`; this module only loads and applies probes (server-safe,
 numpy only).
 """
 

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from medlens.errors import ConfigError
-from medlens.tasks.interpretation import LanguageCheck
+from medlens.tasks.interpret.result import LanguageCheck
 
 if TYPE_CHECKING:
     from medlens.models.protocols import GenerationStats, Generator
-    from medlens.tasks.labeler import Mention
+    from medlens.tasks.interpret.labeler import Mention
 
 LANGUAGES: dict[str, str] = {
     "en": "English",
@@ -95,7 +95,7 @@ def check_back_translation(
     low: float,
 ) -> LanguageCheck:
     """Flag findings where the back-translated report and the encoder disagree."""
-    from medlens.tasks.crosscheck import assertions_from
+    from medlens.tasks.interpret.crosscheck import assertions_from
 
     mismatches: list[str] = []
     for label, score in (scores or {}).items():

@@ -20,7 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from medlens.tasks.fhir_context import BundleFacts, Fact, bundle_facts, load_bundle
+from medlens.tasks.ehr.fhir_facts import BundleFacts, Fact, bundle_facts, load_bundle
 
 DEFAULT_BUDGET = 400  # tokens
 TokenCounter = Callable[[str], int]

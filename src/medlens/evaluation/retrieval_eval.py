@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medlens.errors import MedLensError
-from medlens.tasks.cases_csv import CaseInput
 from medlens.tasks.encoding import image_parts
+from medlens.tasks.retrieval.cases_csv import CaseInput
 
 if TYPE_CHECKING:
     from medlens.models.protocols import Encoder
     from medlens.models.registry import ModelRecord
-    from medlens.tasks.classify import Label, LabelSet
-    from medlens.tasks.probes import Probe
+    from medlens.tasks.classify.probes import Probe
+    from medlens.tasks.classify.zero_shot import Label, LabelSet
 
 
 def embed_cases(
@@ -83,7 +83,7 @@ def evaluate_zero_shot(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
-    from medlens.tasks.classify import zero_shot_embeddings
+    from medlens.tasks.classify.zero_shot import zero_shot_embeddings
 
     emb, kept, failed = embed_cases(encoder, record, cases)
     probs = zero_shot_embeddings(encoder, emb, label_set) if len(kept) else []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from medlens.tasks.interpretation import ReportSections
+from medlens.tasks.interpret.result import ReportSections
 
 # Heading words per section, English first, then the languages of tasks.language.
 _HEADINGS: dict[str, tuple[str, ...]] = {

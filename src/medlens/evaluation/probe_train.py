@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from medlens.errors import BackendUnavailable, ConfigError
-from medlens.tasks.probes import Probe
+from medlens.tasks.classify.probes import Probe
 
 
 @dataclass(frozen=True)

@@ -18,37 +18,37 @@ from typing import TYPE_CHECKING, Any
 from medlens.disclaimer import TEST_MODEL_LABEL
 from medlens.errors import MedLensError
 from medlens.models.registry import PreprocessSpec
-from medlens.tasks import provenance as prov
-from medlens.tasks.crosscheck import DEFAULT_HIGH, DEFAULT_LOW, cross_check, not_checked
-from medlens.tasks.interpretation import (
-    GateRecord,
-    ImageFindingScores,
-    Interpretation,
-    ReportSections,
-)
-from medlens.tasks.labeler import label_report
-from medlens.tasks.language import (
+from medlens.tasks.interpret import provenance as prov
+from medlens.tasks.interpret.crosscheck import DEFAULT_HIGH, DEFAULT_LOW, cross_check, not_checked
+from medlens.tasks.interpret.labeler import label_report
+from medlens.tasks.interpret.language import (
     back_translate,
     check_back_translation,
     language_instruction,
     normalise_language,
 )
-from medlens.tasks.model_inputs import (
+from medlens.tasks.interpret.model_inputs import (
     choose_prompt,
     generator_parts,
     image_list_line,
     label_set_for,
     untrusted_fields,
 )
+from medlens.tasks.interpret.report_parser import parse_report
+from medlens.tasks.interpret.result import (
+    GateRecord,
+    ImageFindingScores,
+    Interpretation,
+    ReportSections,
+)
+from medlens.tasks.interpret.urgency import assess_urgency, run_urgent_probe
 from medlens.tasks.prompting import build_messages
-from medlens.tasks.report_parser import parse_report
 from medlens.tasks.streaming import Event, EventCallback, emit
-from medlens.tasks.urgency import assess_urgency, run_urgent_probe
 
 if TYPE_CHECKING:
     from medlens.models.protocols import Encoder, Generator
     from medlens.models.registry import ModelRecord
-    from medlens.tasks.study import Study, StudyImage
+    from medlens.tasks.interpret.study import Study, StudyImage
 
 # The report prompts ask the model to say so when an image is not a chest X-ray.
 _WRONG_MODALITY = re.compile(
@@ -386,9 +386,9 @@ def _scores(
 ) -> tuple[list[ImageFindingScores], Any]:
     import numpy as np
 
-    from medlens.tasks.classify import load_label_set, zero_shot_embeddings
+    from medlens.tasks.classify.zero_shot import load_label_set, zero_shot_embeddings
     from medlens.tasks.encoding import image_parts
-    from medlens.tasks.interpretation import FindingScore
+    from medlens.tasks.interpret.result import FindingScore
 
     label_set = load_label_set(label_set_name)
     parts = image_parts([i.ingested for i in images], options.encoder_preprocess)

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from medlens.tasks.interpretation import Assertion, CrossCheck, Disagreement
-from medlens.tasks.labeler import Mention, label_report
+from medlens.tasks.interpret.labeler import Mention, label_report
+from medlens.tasks.interpret.result import Assertion, CrossCheck, Disagreement
 
 DEFAULT_HIGH = 0.7
 DEFAULT_LOW = 0.3

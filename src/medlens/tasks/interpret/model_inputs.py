@@ -12,8 +12,8 @@ from medlens.tasks.prompting import PromptTemplate, load_prompt
 if TYPE_CHECKING:
     from medlens.models.protocols import ImagePart
     from medlens.models.registry import PreprocessSpec
-    from medlens.tasks.interpret import InterpretOptions
-    from medlens.tasks.study import Study, StudyImage
+    from medlens.tasks.interpret.pipeline import InterpretOptions
+    from medlens.tasks.interpret.study import Study, StudyImage
 
 _MODALITY_PROMPT = {
     "dermatology": "dermatology",
@@ -52,7 +52,7 @@ def label_set_for(modality: str, options: InterpretOptions) -> str | None:
     """Zero-shot label set for a modality (None: no scores, e.g. CT)."""
     if modality == "cxr":
         return options.label_set
-    from medlens.tasks.classify import builtin_label_sets
+    from medlens.tasks.classify.zero_shot import builtin_label_sets
 
     return modality if modality in builtin_label_sets() else None
 

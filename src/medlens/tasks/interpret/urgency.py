@@ -5,7 +5,7 @@ safety-net rule). Each rule has a stable id that is recorded in the Interpretati
 a reader can see exactly why a study was flagged. The table is documented in
 docs/interpreter.md; change RULES_VERSION when a rule changes.
 
-Probe hook: when settings.probes has "urgent", medlens.tasks.probes.load_probe(path) is
+Probe hook: when settings.probes has "urgent", medlens.tasks.classify.probes.load_probe(path) is
 applied to the primary image's encoder embedding; a probability at or above the probe's
 own threshold makes the study urgent (rule P01). Over-triage is the safe error here.
 """
@@ -17,12 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from medlens.tasks.interpretation import ProbeScore, Urgency, UrgencyLevel, UrgencyReason
+from medlens.tasks.interpret.result import ProbeScore, Urgency, UrgencyLevel, UrgencyReason
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from medlens.tasks.labeler import Mention
+    from medlens.tasks.interpret.labeler import Mention
 
 RULES_VERSION = "1.0"
 _ORDER = {"routine": 0, "priority": 1, "urgent": 2}
@@ -181,8 +181,8 @@ def assess_urgency(
 
 
 def run_urgent_probe(probe_path: str, embedding: np.ndarray) -> ProbeScore:
-    """Apply the configured "urgent" probe (medlens.tasks.probes) to one embedding."""
-    from medlens.tasks.probes import load_probe
+    """Apply the configured "urgent" probe (medlens.tasks.classify.probes) to one embedding."""
+    from medlens.tasks.classify.probes import load_probe
 
     probe = load_probe(probe_path)
     p = float(probe.predict_proba(embedding.reshape(1, -1))[0])

@@ -23,9 +23,9 @@ from medlens.tasks.streaming import Event, EventCallback, emit
 
 if TYPE_CHECKING:
     from medlens.models.protocols import ChatMessage, GenerationStats, Generator, ImagePart
-    from medlens.tasks.interpret import InterpretOptions
-    from medlens.tasks.interpretation import Interpretation
-    from medlens.tasks.study import Study
+    from medlens.tasks.interpret.pipeline import InterpretOptions
+    from medlens.tasks.interpret.result import Interpretation
+    from medlens.tasks.interpret.study import Study
 
 MAX_TURNS = 20
 MAX_QUESTION_CHARS = 2000
@@ -56,8 +56,8 @@ class Conversation:
         cls, study: Study, interpretation: Interpretation, options: InterpretOptions
     ) -> Conversation:
         """Rebuild the interpretation's first request (same images, same keys)."""
-        from medlens.tasks.language import language_instruction
-        from medlens.tasks.model_inputs import (
+        from medlens.tasks.interpret.language import language_instruction
+        from medlens.tasks.interpret.model_inputs import (
             choose_prompt,
             generator_parts,
             image_list_line,

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from medlens.errors import ConfigError, MedLensError, NotFound
-from medlens.tasks.cases_csv import CaseInput
 from medlens.tasks.encoding import encoder_id as encoder_key
 from medlens.tasks.encoding import image_parts
-from medlens.tasks.index import ExactIndex, IVFIndex, VectorIndex, normalise_rows
-from medlens.tasks.library_store import LibraryDB, sqlite_path_for
+from medlens.tasks.retrieval.cases_csv import CaseInput
+from medlens.tasks.retrieval.tables import LibraryDB, sqlite_path_for
+from medlens.tasks.retrieval.vector_index import ExactIndex, IVFIndex, VectorIndex, normalise_rows
 
 if TYPE_CHECKING:
     from medlens.config import Settings
@@ -436,7 +436,7 @@ class CaseLibrary:
         self, label: str
     ) -> tuple[np.ndarray, np.ndarray, list[str], list[str | None]]:
         """Like labelled_embeddings, plus each case's patient group (None when unknown)."""
-        from medlens.tasks.cases_csv import GROUP_KEY
+        from medlens.tasks.retrieval.cases_csv import GROUP_KEY
 
         enc_id = self.encoder_id
         ids, mat = self.db.matrix(self.name, enc_id)

@@ -1,0 +1,1 @@
+"""Classification with image-text encoders: zero-shot scores, label sets, trained probes."""
