@@ -74,7 +74,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from medlens.config import load_settings
-    from medlens.models import loader
+    from medlens.models import session
     from medlens.models.testmodels import ensure_test_models, gemma3_gguf_path
 
     settings = load_settings()
@@ -94,16 +94,16 @@ def main() -> None:
         "model": "Gemma 3 270M", "max_new_tokens": args.max_new_tokens,
     }
     t0 = time.perf_counter()
-    gg = loader.load_generator(ModelRecord(
+    gg = session.load_generator(ModelRecord(
         id="bench/gemma3-270m-gguf", kind="generator",
         source=f"gguf:{gguf}?n_threads={args.threads}", context_length=2048), settings)
     results["gguf_load_s"] = time.perf_counter() - t0
     results["gguf"] = _run(gg, args.runs, args.max_new_tokens)
     del gg
-    loader.unload_all()
+    session.unload_all()
 
     t0 = time.perf_counter()
-    tf = loader.load_generator(ModelRecord(
+    tf = session.load_generator(ModelRecord(
         id="bench/gemma3-270m-hf", kind="generator", source=f"path:{ckpt}",
         dtype=args.dtype, is_test=True), settings, device="cpu", dtype=args.dtype)
     results["transformers_load_s"] = time.perf_counter() - t0

@@ -1,4 +1,5 @@
-"""Chest X-ray gate: refuses wrong modalities/body parts/photos/blank images with reasons."""
+"""Chest X-ray gate, the model-free half: refuses wrong modalities/body parts/photos/blank
+images with reasons (the encoder half: tests/tasks/test_tasks_gate.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from PIL import Image
 from medlens.errors import ImageRefused, UnsupportedDicom
 from medlens.imaging.gate import gate_chest_xray, gate_metadata, require_chest_xray
 from medlens.imaging.ingest import ingest, probe
-from medlens.models.protocols import BackendInfo
 
 
 @pytest.mark.parametrize(
@@ -104,46 +104,6 @@ def test_volume_refused(mk, tmp_path: Path, dicom_dir: Path) -> None:
         ds.save_as(tmp_path / f"s{i}.dcm")
     decision = gate_chest_xray(ingest(tmp_path))
     assert not decision.accepted and "volume" in decision.reason
-
-
-class FakeEncoder:
-    """A deterministic encoder: images embed as their mean brightness direction, texts by
-    whether they mention a chest X-ray. Checks the gate's zero-shot arithmetic only."""
-
-    logit_scale = 10.0
-    logit_bias = 0.0
-    dim = 2
-
-    def __init__(self, chest_like: bool, is_test: bool = False) -> None:
-        self.chest_like = chest_like
-        self.info = BackendInfo("fake/enc", "fake", "fake", "0", "x", "float32", "cpu", is_test)
-        self.calls = 0
-
-    def embed_images(self, images):
-        self.calls += 1
-        v = np.array([1.0, 0.0] if self.chest_like else [0.0, 1.0], np.float32)
-        return np.stack([v for _ in images])
-
-    def embed_texts(self, texts):
-        return np.stack(
-            [np.array([1.0, 0.0] if "chest" in t else [0.0, 1.0], np.float32) for t in texts]
-        )
-
-
-def test_zero_shot_path_accepts_and_refuses(shared_data: Path) -> None:
-    f = sorted((shared_data / "cxr" / "nih_cxr14_sample" / "images").glob("*.png"))[0]
-    img = ingest(f)
-    yes = gate_chest_xray(img, encoder=FakeEncoder(chest_like=True))
-    assert yes.accepted and yes.method == "zero-shot"
-    no = gate_chest_xray(img, encoder=FakeEncoder(chest_like=False))
-    assert not no.accepted and "chest X-ray p=" in no.reason
-
-
-def test_test_encoder_is_not_trusted(shared_data: Path) -> None:
-    f = sorted((shared_data / "cxr" / "nih_cxr14_sample" / "images").glob("*.png"))[0]
-    enc = FakeEncoder(chest_like=False, is_test=True)
-    decision = gate_chest_xray(ingest(f), encoder=enc)
-    assert decision.accepted and enc.calls == 0
 
 
 def test_decision_is_a_plain_dataclass(dicom_dir: Path) -> None:

@@ -9,6 +9,16 @@ from medlens.errors import ModelNotAvailable
 from medlens.jobs import EventBus, JobCancelled, JobRunner
 from medlens.jobs.testing import HANDLERS
 from medlens.store import NewImage
+from medlens.tasks.interpret.result import Interpretation, Provenance, ReportSections
+
+
+def _interp(text: str, study_id: str = "s") -> Interpretation:
+    return Interpretation(
+        study_id=study_id,
+        status="complete",
+        report=ReportSections(findings=text, raw_text=text),
+        provenance=Provenance(medlens_version="test", created_at="2026-01-01T00:00:00Z"),
+    )
 
 
 def _wait(pred, timeout: float = 20.0) -> None:
@@ -37,7 +47,7 @@ def test_runner_runs_jobs_with_progress_tokens_and_deferred_writes(store):
         ctx.progress(0.5, "thinking")
         ctx.emit("token", {"text": "Clear "})
         ctx.emit("token", {"text": "lungs."})
-        ctx.save_interpretation({"report": "Clear lungs."})
+        ctx.save_interpretation(_interp("Clear lungs."))
         ctx.add_message("assistant", "Clear lungs.")
         seen_cancel.append(ctx.cancelled)
         return {"ok": True}
@@ -51,7 +61,7 @@ def test_runner_runs_jobs_with_progress_tokens_and_deferred_writes(store):
         _wait(lambda: store.count_jobs()["done"] == 6)
     finally:
         runner.stop()
-    assert store.get_interpretation(study.id) == {"report": "Clear lungs."}
+    assert store.get_interpretation(study.id) == _interp("Clear lungs.")
     assert [m.content for m in store.list_messages(study.id)] == ["Clear lungs."]
     events = [(e.event, e.data) for e in bus.history(jobs[0].id)]
     assert ("token", {"text": "Clear "}) in events
@@ -87,7 +97,7 @@ def test_unstorable_result_fails_instead_of_half_writing(store):
     study = _study(store)
 
     def bad(job, ctx):
-        ctx.save_interpretation({"report": "x"})
+        ctx.save_interpretation(_interp("x"))
         return {"score": float("inf")}
 
     runner = JobRunner(store, {"interpret": bad})

@@ -257,8 +257,8 @@ def test_default_options_leave_the_model_untouched(tiny_dir: Path, monkeypatch) 
 
 def test_quantized_generator_is_its_own_model_in_provenance(tiny_test_models, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from medlens.config import load_settings
-    from medlens.models.loader import load_generator
     from medlens.models.protocols import ChatMessage, GenerationConfig, collect
+    from medlens.models.session import load_generator
 
     settings = load_settings()
     monkeypatch.delenv("MEDLENS_QUANTIZE", raising=False)

@@ -130,8 +130,8 @@ def test_generator_decodes_the_same_text_through_the_fused_step(
     tiny_test_models, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     from medlens.config import load_settings
-    from medlens.models.loader import load_generator
     from medlens.models.protocols import ChatMessage, GenerationConfig, collect
+    from medlens.models.session import load_generator
 
     monkeypatch.setenv("MEDLENS_QUANTIZE", "int8")
     loaded = load_generator("medlens/test-medgemma", load_settings())

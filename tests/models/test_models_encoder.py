@@ -1,4 +1,4 @@
-"""Transformers encoder (SiglipModel) through save -> load, and zero-shot."""
+"""Transformers encoder (SiglipModel) through save -> load (zero-shot: tests/retrieval)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from PIL import Image
 from medlens.config import load_settings
 from medlens.errors import UnknownModel
 from medlens.models.protocols import Encoder, ImagePart
-from medlens.models.zero_shot import zero_shot_logits, zero_shot_probs, zero_shot_sigmoid
 
 torch = pytest.importorskip("torch")
 
@@ -30,7 +29,7 @@ def _image(seed: int) -> ImagePart:
 
 @pytest.fixture(scope="module")
 def encoder(tiny_test_models: dict[str, Path]):  # type: ignore[no-untyped-def]
-    from medlens.models.loader import load_encoder
+    from medlens.models.session import load_encoder
 
     return load_encoder("medlens/test-medsiglip", load_settings())
 
@@ -67,28 +66,8 @@ def test_text_is_padded_to_max_length(encoder) -> None:  # type: ignore[no-untyp
     assert len(tok["input_ids"][0]) == 64
 
 
-def test_zero_shot_uses_the_models_own_scale_and_bias(encoder) -> None:  # type: ignore[no-untyped-def]
-    images = [_image(20), _image(21)]
-    probs = zero_shot_probs(encoder, images, LABELS)
-    assert probs.shape == (2, 3)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-9)
-    assert (probs > 0).all()
-    sig = zero_shot_sigmoid(encoder, images, LABELS)
-    assert ((sig > 0) & (sig < 1)).all()
-    # Same numbers as SiglipModel's own logits_per_image (scale.exp() * cos + bias).
-    proc = encoder.processor
-    inputs = proc(text=LABELS, images=[im.image for im in images], padding="max_length",
-                  return_tensors="pt")
-    with torch.inference_mode():
-        ref = encoder.model(**inputs).logits_per_image.numpy()
-    np.testing.assert_allclose(zero_shot_logits(encoder, images, LABELS), ref, rtol=1e-4,
-                               atol=1e-4)
-    assert encoder.logit_scale == pytest.approx(10.0, rel=1e-5)
-    assert encoder.logit_bias == pytest.approx(-10.0)
-
-
 def test_generator_id_is_not_an_encoder() -> None:
-    from medlens.models.loader import load_encoder
+    from medlens.models.session import load_encoder
 
     with pytest.raises(UnknownModel, match="generator"):
         load_encoder("medlens/test-medgemma", load_settings())
@@ -96,7 +75,7 @@ def test_generator_id_is_not_an_encoder() -> None:
 
 def test_gguf_and_openai_sources_cannot_be_encoders(tmp_path: Path) -> None:
     from medlens.errors import SourceNotImplemented
-    from medlens.models.loader import load_encoder
+    from medlens.models.session import load_encoder
 
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"GGUF")

@@ -52,7 +52,7 @@ def settings(tiny_test_models: dict[str, Path]):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def tiny(settings):  # type: ignore[no-untyped-def]
-    from medlens.models.loader import load_generator
+    from medlens.models.session import load_generator
 
     return load_generator("medlens/test-medgemma", settings)
 
@@ -208,7 +208,7 @@ def test_loglikelihood_and_count_tokens(tiny) -> None:  # type: ignore[no-untype
 
 
 def test_fp16_unknown_and_missing_models_fail_clearly(settings) -> None:  # type: ignore[no-untyped-def]
-    from medlens.models.loader import load_generator
+    from medlens.models.session import load_generator
 
     with pytest.raises(ConfigError, match="float16"):
         load_generator("medlens/test-medgemma", settings, dtype="float16")
@@ -223,14 +223,14 @@ def test_fp16_unknown_and_missing_models_fail_clearly(settings) -> None:  # type
 
 
 def test_loader_caches_one_model_per_id_device_dtype(settings, tiny) -> None:  # type: ignore[no-untyped-def]
-    from medlens.models.loader import load_generator
+    from medlens.models.session import load_generator
 
     assert load_generator("medlens/test-medgemma", settings) is tiny
     assert load_generator("medlens/test-medgemma", settings, device="cpu", dtype="auto") is tiny
 
 
 def test_path_model_loads_and_is_marked_as_test(tiny_test_models, settings) -> None:  # type: ignore[no-untyped-def]
-    from medlens.models.loader import load_generator
+    from medlens.models.session import load_generator
 
     gen = load_generator(str(tiny_test_models["medgemma-tiny"]), settings)
     assert gen.info.is_test and gen.info.revision == "local"
@@ -241,7 +241,7 @@ def test_path_model_loads_and_is_marked_as_test(tiny_test_models, settings) -> N
 # --- real text (Gemma 3 270M weights) ------------------------------------------
 @pytest.fixture(scope="module")
 def realtext(test_models):  # type: ignore[no-untyped-def]
-    from medlens.models.loader import load_generator
+    from medlens.models.session import load_generator
 
     return load_generator("medlens/test-medgemma-realtext", load_settings())
 
@@ -290,7 +290,7 @@ def test_realtext_scores_facts_above_nonsense(realtext) -> None:  # type: ignore
 
 
 def test_text_only_model_generates_and_refuses_images(test_models) -> None:  # type: ignore[no-untyped-def]
-    from medlens.models.loader import load_generator
+    from medlens.models.session import load_generator
 
     gen = load_generator("medlens/gemma3-270m", load_settings())
     text, stats = collect(gen, [ChatMessage.text("user", "Write a sentence about the sea.")],

@@ -98,7 +98,7 @@ def test_hf_id_loads_from_the_local_hf_cache_offline(
 ) -> None:
     """The real-model path (hf: id -> HF cache snapshot -> loader) with a stand-in checkpoint."""
     pytest.importorskip("torch")
-    from medlens.models.loader import load_encoder, unload_all
+    from medlens.models.session import load_encoder, unload_all
 
     cache = tmp_path / "hub"
     _fake_hf_cache(cache, "google/medsiglip-448", tiny_test_models["medsiglip-tiny"])

@@ -1,4 +1,4 @@
-"""`import medlens` (and the CLI entry, registry, hub, zero-shot) must not pull in torch."""
+"""`import medlens` (and the CLI entry, registry, hub, loader) must not pull in torch."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 HEAVY = ("torch", "transformers", "llama_cpp")
 LIGHT_MODULES = [
     "medlens", "medlens.cli.main", "medlens.models.registry", "medlens.models.hub",
-    "medlens.models.zero_shot", "medlens.models.thinking", "medlens.models.loader",
+    "medlens.models.thinking", "medlens.models.loader",
     "medlens.models.backends", "medlens.models.testmodels", "medlens.cli.models",
 ]
 

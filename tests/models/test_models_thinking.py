@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from medlens.models.stream_text import StopStringBuffer
-from medlens.models.thinking import ThinkingFilter, split_thinking, strip_thinking
+from medlens.models.thinking import ThinkingFilter, strip_thinking
 
 
 def test_strip_thinking_keeps_only_the_answer() -> None:
@@ -18,7 +18,6 @@ def test_strip_thinking_keeps_only_the_answer() -> None:
     assert f.feed("<unused94>look at the left base<unu") == ""
     assert f.feed("sed95>\nClear.") + f.flush() == "Clear."
     assert f.thought == "look at the left base"
-    assert split_thinking("<unused94> hmm <unused95> Yes") == ("hmm", "Yes")
 
 
 _piece = st.sampled_from(["<unused94>", "<unused95>", " ", "\n", "a", "No effusion.", "<unu"])

@@ -64,9 +64,9 @@ def raw_gen(gguf_file: Path) -> Iterator[llamacpp.LlamaCppGenerator]:
 @pytest.fixture(scope="module")
 def chat_gen(gguf_file: Path) -> Iterator[llamacpp.LlamaCppGenerator]:
     from medlens.config import load_settings
-    from medlens.models import loader
+    from medlens.models import session
 
-    gen = loader.load_generator(_record(f"gguf:{gguf_file}"), load_settings())
+    gen = session.load_generator(_record(f"gguf:{gguf_file}"), load_settings())
     assert isinstance(gen, llamacpp.LlamaCppGenerator)  # dispatched by scheme
     yield gen
     gen.close()

@@ -110,11 +110,11 @@ def vllm_url(gemma_270m_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def remote(vllm_url: str):
     """Loaded through MedLens's loader (scheme dispatch), as the app would."""
     from medlens.config import load_settings
-    from medlens.models import loader
+    from medlens.models import session
 
     record = ModelRecord(id="vllm/gemma3-270m", kind="generator",
                          source=f"openai:{vllm_url}?model={SERVED}", context_length=1024)
-    return loader.load_generator(record, load_settings())
+    return session.load_generator(record, load_settings())
 
 
 def test_report_path_streams_a_chat_completion(remote):
@@ -144,9 +144,9 @@ def test_loglikelihood_prefers_the_true_continuation(remote):
 def test_loglikelihood_matches_transformers_backend(remote, gemma_270m_dir):
     """Same weights, two engines: vLLM (bf16) and MedLens's transformers backend (fp32)."""
     from medlens.config import load_settings
-    from medlens.models import loader
+    from medlens.models import session
 
-    local = loader.load_generator(ModelRecord(
+    local = session.load_generator(ModelRecord(
         id="local/gemma3-270m", kind="generator", source=f"path:{gemma_270m_dir}",
         dtype="float32", is_test=True), load_settings())
     context = "Question: Which organ pumps blood through the body?\nAnswer:"

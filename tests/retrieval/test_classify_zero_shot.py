@@ -166,3 +166,49 @@ def test_bad_label_sets_rejected(bad: dict, message: str) -> None:
 def test_unknown_builtin_lists_known_sets() -> None:
     with pytest.raises(ConfigError, match="Built-in sets: cxr"):
         load_label_set("nonexistent")
+
+
+def _one_prompt_per_label(texts: list[str], mode: str) -> dict:
+    return {"name": "texts", "version": "1", "mode": mode,
+            "labels": [{"name": t, "positive": [t]} for t in texts]}
+
+
+def test_zero_shot_is_siglips_own_logits_with_the_tiny_model(tiny_test_models: dict) -> None:
+    """Moved from tests/models (models/zero_shot.py is gone): with one prompt per label the
+    one zero-shot function gives softmax / sigmoid of SiglipModel's own logits_per_image
+    (scale.exp() * cos + bias)."""
+    torch = pytest.importorskip("torch")
+    from medlens.config import load_settings
+    from medlens.models.session import load_encoder
+
+    encoder = load_encoder("medlens/test-medsiglip", load_settings())
+    labels = ["A chest X-ray with pneumonia.", "A normal chest X-ray.",
+              "A chest X-ray with a fracture."]
+    rng = np.random.default_rng(20)
+    images = [ImagePart(Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)),
+                        key=f"zs-{n}") for n in range(2)]
+    probs = zero_shot(encoder, images, parse_label_set(_one_prompt_per_label(labels,
+                                                                              "multiclass")))
+    sig = zero_shot(encoder, images, parse_label_set(_one_prompt_per_label(labels,
+                                                                            "multilabel")))
+    inputs = encoder.processor(text=labels, images=[im.image for im in images],
+                               padding="max_length", return_tensors="pt")
+    with torch.inference_mode():
+        ref = encoder.model(**inputs).logits_per_image.numpy().astype(np.float64)
+    soft = np.exp(ref - ref.max(axis=1, keepdims=True))
+    soft /= soft.sum(axis=1, keepdims=True)
+    got = np.array([[p[t] for t in labels] for p in probs])
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(got, soft, rtol=1e-3, atol=1e-4)
+    got_sig = np.array([[p[t] for t in labels] for p in sig])
+    assert ((got_sig > 0) & (got_sig < 1)).all()
+    np.testing.assert_allclose(got_sig, 1 / (1 + np.exp(-ref)), rtol=1e-3, atol=1e-4)
+    assert encoder.logit_scale == pytest.approx(10.0, rel=1e-5)
+    assert encoder.logit_bias == pytest.approx(-10.0)
+
+
+def test_image_kind_set_is_the_gates_softmax() -> None:
+    s = load_label_set("image-kind")
+    assert s.mode == "multiclass" and s.label_names[0] == "chest X-ray"
+    assert s.label("chest X-ray").positive == (
+        "a chest X-ray", "a frontal chest radiograph", "a chest radiograph")

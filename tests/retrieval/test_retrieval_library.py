@@ -12,8 +12,9 @@ from retrieval_fakes import FakeEncoder
 
 from medlens.config import Settings, load_settings
 from medlens.models.registry import load_registry
+from medlens.tasks.retrieval.add_cases import THUMBNAIL_PX
 from medlens.tasks.retrieval.cases_csv import CaseInput, find_cases
-from medlens.tasks.retrieval.library import THUMBNAIL_PX, CaseLibrary
+from medlens.tasks.retrieval.library import CaseLibrary
 
 
 @pytest.fixture

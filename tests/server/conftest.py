@@ -38,7 +38,8 @@ def client_factory(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     @contextmanager
     def factory(*, run_jobs: bool = False, **overrides: Any) -> Iterator[TestClient]:
         counter["n"] += 1
-        settings = make_settings(tmp_path / f"data{counter['n']}", **overrides)
+        data_dir = overrides.pop("data_dir", tmp_path / f"data{counter['n']}")
+        settings = make_settings(data_dir, **overrides)
         app = create_app(settings, run_jobs=run_jobs)
         with TestClient(app, base_url=BASE_URL) as client:
             yield client

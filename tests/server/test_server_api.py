@@ -228,7 +228,7 @@ def test_refused_study_page_explains_and_takes_no_followups(client_factory, uplo
                              reason="looks like a knee radiograph")],
             provenance=Provenance(medlens_version="0.1.0", created_at="2026-11-28T05:00:00Z"))
         client.app.state.medlens.store.save_interpretation(
-            created["id"], created["job"]["id"], refused.model_dump(mode="json"))
+            created["id"], created["job"]["id"], refused)
         html = client.get(f"/studies/{created['id']}").text
         assert 'data-testid="refused"' in html and "looks like a knee radiograph" in html
         assert 'id="followup-form"' not in html

@@ -1,64 +1,68 @@
-"""Interpretation → FHIR R4 DiagnosticReport, validated with fhir.resources."""
+"""The API's FHIR export is the DiagnosticReport `medlens interpret --fhir` writes.
+
+One study through the server (upload → job → ?format=fhir) and the same image through
+the CLI, both on the tiny test models: the resources are equal except for the facts of
+each run's own study (its id, when it was created, when the draft finished).
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+from typer.testing import CliRunner
 
-from medlens.disclaimer import DISCLAIMER
-from medlens.server.fhir_report import to_diagnostic_report
-from medlens.tasks.interpret.result import (
-    FindingScore,
-    GateRecord,
-    ImageFindingScores,
-    Interpretation,
-    Provenance,
-    ReportSections,
-    Urgency,
-    UrgencyReason,
-)
+from medlens.tasks.interpret.fhir import to_diagnostic_report
+from medlens.tasks.interpret.result import Interpretation
+
+from .conftest import TINY_ENCODER, TINY_GENERATOR
+
+# What belongs to a run's own study rather than to the interpretation's content.
+STUDY_FACTS = ("id", "identifier", "issued", "effectiveDateTime")
 
 
-def _complete() -> Interpretation:
-    return Interpretation(
-        study_id="s1", status="complete", language="en",
-        report=ReportSections(findings="Small <b>right</b> effusion & atelectasis.",
-                              impression="Right pleural effusion.", raw_text="...",
-                              parse_quality="structured"),
-        finding_scores=[ImageFindingScores(image_index=0, label_set="cxr", scores=[
-            FindingScore(label="Pleural Effusion", probability=0.81),
-            FindingScore(label="Pneumothorax", probability=0.04)])],
-        urgency=Urgency(level="priority", reasons=[UrgencyReason(
-            rule_id="effusion", level="priority", reason="effusion")]),
-        provenance=Provenance(medlens_version="0.1.0", created_at="2026-11-28T05:00:00+00:00"),
-    )
+def _wait_done(client, job_id: str, timeout: float = 300.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in ("done", "failed"):
+            assert job["status"] == "done", job
+            return
+        time.sleep(0.1)
+    raise AssertionError("the interpretation job did not finish")
 
 
-def test_complete_interpretation_is_a_valid_preliminary_report():
-    data = _complete().model_dump(mode="json")
-    fhir = to_diagnostic_report(data, study_created="2026-11-28T04:59:00+00:00")
-    report = DiagnosticReport.model_validate(fhir)
-    assert report.status == "preliminary"
-    assert report.meta.tag[0].code == "AIAST"
-    assert report.conclusion.startswith("Right pleural effusion.")
-    assert DISCLAIMER in report.conclusion
-    observations = {o["code"]["text"]: o for o in fhir["contained"]}
-    effusion = next(o for k, o in observations.items() if k.startswith("Pleural Effusion"))
-    assert effusion["valueQuantity"]["value"] == 0.81
-    assert observations["Urgency (AI triage suggestion)"]["valueCodeableConcept"]["text"] == \
-        "priority"
-    assert [r.reference for r in report.result] == [f"#{o['id']}" for o in fhir["contained"]]
-    # The narrative is XHTML with the report text escaped, never raw markup.
-    assert "&lt;b&gt;right&lt;/b&gt; effusion &amp; atelectasis" in report.text.div
-    assert DISCLAIMER in report.presentedForm[0].data.decode()
+def _content(report: dict) -> dict:
+    return {k: v for k, v in report.items() if k not in STUDY_FACTS}
 
 
-def test_refused_interpretation_says_why_and_has_no_scores():
-    interp = Interpretation(
-        study_id="s2", status="refused",
-        gate=[GateRecord(image_index=0, accepted=False, reason="looks like a CT slice")],
-        provenance=Provenance(medlens_version="0.1.0", created_at="2026-11-28T05:00:00+00:00"))
-    fhir = to_diagnostic_report(interp.model_dump(mode="json"))
-    report = DiagnosticReport.model_validate(fhir)
-    text = report.presentedForm[0].data.decode()
-    assert "refused" in text and "CT slice" in text and DISCLAIMER in text
-    assert report.result is None and "contained" not in fhir
+def test_cli_fhir_equals_the_api_fhir(client_factory, upload, cxr_png, tiny_test_models,
+                                      tmp_path: Path):
+    from medlens.cli.main import app
+
+    with client_factory(run_jobs=True) as client:
+        created = upload(client, ("chest.png", cxr_png)).json()
+        _wait_done(client, created["job"]["id"])
+        url = created["interpretation_url"]
+        api = client.get(url, params={"format": "fhir"}).json()
+        stored = Interpretation.model_validate(client.get(url).json())
+    assert api == to_diagnostic_report(stored, study_created=created["created_at"])
+    assert api["id"] == created["id"] and api["effectiveDateTime"] == created["created_at"]
+
+    image = tmp_path / "chest.png"
+    image.write_bytes(cxr_png)
+    out = tmp_path / "report.fhir.json"
+    res = CliRunner().invoke(app, [
+        "interpret", str(image), "--json", "--fhir", str(out), "--model", TINY_GENERATOR,
+        "--encoder", TINY_ENCODER, "--max-new-tokens", "24", "--similar", "0"])
+    assert res.exit_code in (0, 3), res.output  # 3: the tiny gate refused; still a report
+    cli = json.loads(out.read_text(encoding="utf-8"))
+    cli_interp = Interpretation.model_validate(json.loads(res.stdout))
+
+    for resource in (api, cli):
+        report = DiagnosticReport.model_validate(resource)
+        assert report.status == "preliminary" and report.meta.tag[0].code == "AIAST"
+    assert cli["id"] == cli_interp.study_id and "effectiveDateTime" not in cli
+    assert _content(cli) == _content(api)

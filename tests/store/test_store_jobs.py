@@ -6,6 +6,16 @@ import threading
 import time
 
 from medlens.store import open_store
+from medlens.tasks.interpret.result import Interpretation, Provenance, ReportSections
+
+
+def _interp(text: str, study_id: str = "s") -> Interpretation:
+    return Interpretation(
+        study_id=study_id,
+        status="complete",
+        report=ReportSections(findings=text, raw_text=text),
+        provenance=Provenance(medlens_version="test", created_at="2026-01-01T00:00:00Z"),
+    )
 
 
 def test_job_lifecycle_queued_running_done(store, new_image):
@@ -24,13 +34,13 @@ def test_job_lifecycle_queued_running_done(store, new_image):
         job.id,
         {"ok": True},
         worker_id="w1",
-        interpretation={"report": "r"},
+        interpretation=_interp("r"),
         messages=[("assistant", "answer")],
     )
     done = store.get_job(job.id)
     assert (done.status, done.result, done.progress) == ("done", {"ok": True}, 1.0)
     assert done.error is None
-    assert store.get_interpretation(study.id) == {"report": "r"}
+    assert store.get_interpretation(study.id) == _interp("r")
     assert [m.content for m in store.list_messages(study.id)] == ["answer"]
     assert not store.finish_job(job.id, {"again": 1}, worker_id="w1")  # never twice
     assert store.get_job(job.id).result == {"ok": True}

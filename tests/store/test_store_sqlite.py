@@ -17,6 +17,7 @@ from medlens.store.sqlite import SqliteStore, sqlite_path_from_url
 WRITER = r"""
 import sys, hashlib
 from medlens.store import open_store, NewImage
+from medlens.tasks.interpret.result import Interpretation, Provenance
 store = open_store(sys.argv[1], images_dir=sys.argv[2])
 i = 0
 while True:
@@ -27,7 +28,9 @@ while True:
     job = store.enqueue_job("interpret", {"i": i}, study_id=study.id)
     claimed = store.claim_job("w", lease_seconds=60)
     if claimed is not None:
-        store.finish_job(claimed.id, {"i": i}, worker_id="w", interpretation={"i": i},
+        store.finish_job(claimed.id, {"i": i}, worker_id="w", interpretation=Interpretation(
+                         study_id=str(i), status="complete",
+                         provenance=Provenance(medlens_version="t", created_at=str(i))),
                          messages=[("assistant", "x" * 200)])
     store.audit("w", "upload", study_id=study.id)
     if i % 3 == 0:

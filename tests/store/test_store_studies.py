@@ -8,6 +8,16 @@ import pytest
 
 from medlens.errors import Conflict
 from medlens.store import open_store
+from medlens.tasks.interpret.result import Interpretation, Provenance, ReportSections, SimilarCase
+
+
+def _interp(text: str, study_id: str = "s") -> Interpretation:
+    return Interpretation(
+        study_id=study_id,
+        status="complete",
+        report=ReportSections(findings=text, raw_text=text),
+        provenance=Provenance(medlens_version="test", created_at="2026-01-01T00:00:00Z"),
+    )
 
 
 def test_create_and_get_study_round_trips_everything(store, new_image):
@@ -89,7 +99,7 @@ def test_delete_removes_rows_and_unreferenced_blobs_but_keeps_audit(store, new_i
     s1, _ = store.create_study([shared, own], {})
     s2, _ = store.create_study([shared], {})
     job = store.enqueue_job("interpret", {}, study_id=s1.id)
-    store.save_interpretation(s1.id, job.id, {"report": "x"})
+    store.save_interpretation(s1.id, job.id, _interp("x"))
     store.add_message(s1.id, "user", "why?")
     store.audit("cli", "upload", study_id=s1.id)
 
@@ -111,9 +121,9 @@ def test_delete_removes_rows_and_unreferenced_blobs_but_keeps_audit(store, new_i
 def test_interpretation_upsert_and_messages_sequence(store, new_image):
     study, _ = store.create_study([new_image(b"m")], {})
     assert store.get_interpretation(study.id) is None
-    store.save_interpretation(study.id, "job-1", {"v": 1, "text": "é ü"})
-    store.save_interpretation(study.id, "job-2", {"v": 2})
-    assert store.get_interpretation(study.id) == {"v": 2}
+    store.save_interpretation(study.id, "job-1", _interp("é ü"))
+    store.save_interpretation(study.id, "job-2", _interp("v2"))
+    assert store.get_interpretation(study.id) == _interp("v2")
     m1 = store.add_message(study.id, "user", "Is there a nodule?")
     m2 = store.add_message(study.id, "assistant", "No.", job_id="job-3")
     assert (m1.seq, m2.seq) == (1, 2)
@@ -154,5 +164,7 @@ def test_migrations_are_idempotent(db_url, tmp_path):
 def test_non_json_results_are_refused_cleanly(store, new_image):
     study, _ = store.create_study([new_image(b"nan")], {})
     with pytest.raises(ValueError):
-        store.save_interpretation(study.id, "j", {"score": float("nan")})
+        bad = _interp("nan")
+        bad.similar_cases = [SimilarCase(case_id="c", score=float("nan"))]
+        store.save_interpretation(study.id, "j", bad)
     assert store.get_interpretation(study.id) is None

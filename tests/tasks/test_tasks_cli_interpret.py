@@ -25,7 +25,7 @@ runner = CliRunner()
 @pytest.fixture
 def mocked(monkeypatch: pytest.MonkeyPatch) -> dict:
     from medlens.models.registry import load_registry
-    from medlens.tasks import loading
+    from medlens.models.session import ModelSession
 
     state: dict = {"gen": MockGenerator([ABNORMAL_REPORT, "Yes.", ABNORMAL_REPORT]),
                    "enc": FakeEncoder()}
@@ -39,8 +39,8 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> dict:
             raise ModelNotAvailable("google/medsiglip-448 is not in the local cache.")
         return state["enc"], reg.get(model)
 
-    monkeypatch.setattr(loading, "load_generator_for", gen_for)
-    monkeypatch.setattr(loading, "load_encoder_for", enc_for)
+    monkeypatch.setattr(ModelSession, "generator_for", staticmethod(gen_for))
+    monkeypatch.setattr(ModelSession, "encoder_for", staticmethod(enc_for))
     return state
 
 
@@ -71,6 +71,26 @@ def test_json_output_follows_the_schema(mocked: dict, cxr_pngs: list[Path],
     assert r.status == "complete" and len(r.gate) == 3 and r.context_used[0] == "indication"
     assert "load_models" in r.provenance.timings
     assert r.test_model_label == TEST_MODEL_LABEL
+
+
+def test_fhir_option_writes_the_diagnostic_report(mocked: dict, cxr_pngs: list[Path],
+                                                  tmp_path: Path) -> None:
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+
+    from medlens.tasks.interpret.fhir import to_diagnostic_report
+
+    out = tmp_path / "report.fhir.json"
+    res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--json", "--fhir", str(out)])
+    assert res.exit_code == 0, res.output
+    r = Interpretation.model_validate(json.loads(res.stdout))
+    fhir = json.loads(out.read_text(encoding="utf-8"))
+    assert fhir == to_diagnostic_report(r)  # the builder the API serves from
+    report = DiagnosticReport.model_validate(fhir)
+    assert report.status == "preliminary" and report.id == r.study_id
+    assert "Large right pleural effusion." in report.presentedForm[0].data.decode()
+    # The id comes from the images, so a re-run writes the same resource.
+    again = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--json"])
+    assert json.loads(again.stdout)["study_id"] == r.study_id
 
 
 def test_ehr_bundle_adds_context(mocked: dict, cxr_pngs: list[Path], shared_data: Path) -> None:
@@ -178,12 +198,12 @@ def test_missing_default_encoder_downgrades_to_no_scores(mocked: dict,
 
 def test_missing_explicit_encoder_is_an_error(mocked: dict, cxr_pngs: list[Path],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from medlens.tasks import loading
+    from medlens.models.session import ModelSession
 
     def unavailable(settings, model):
         raise ModelNotAvailable(f"{model} is not in the local cache.")
 
-    monkeypatch.setattr(loading, "load_encoder_for", unavailable)
+    monkeypatch.setattr(ModelSession, "encoder_for", staticmethod(unavailable))
     res = runner.invoke(app, ["interpret", str(cxr_pngs[0]), "--encoder",
                               "google/medsiglip-448"])
     assert res.exit_code != 0 and res.stderr.splitlines()[-1].startswith("error: ")

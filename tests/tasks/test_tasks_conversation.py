@@ -79,8 +79,8 @@ def test_followups_with_the_tiny_test_model_run_no_vision_tower(
         tiny_test_models: dict, cxr_pngs: list[Path], cxr_dicom: Path) -> None:
     """Real transformers backend: count vision-tower forward calls with a hook."""
     from medlens.config import load_settings
-    from medlens.models.loader import load_generator
     from medlens.models.registry import load_registry
+    from medlens.models.session import load_generator
 
     settings = load_settings()
     record = load_registry(settings).get("medlens/test-medgemma")

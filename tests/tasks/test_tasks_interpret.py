@@ -293,8 +293,8 @@ def test_every_field_with_the_tiny_test_models(tiny_test_models: dict, tmp_path:
     import numpy as np
 
     from medlens.config import load_settings
-    from medlens.models.loader import load_encoder, load_generator
     from medlens.models.registry import load_registry
+    from medlens.models.session import load_encoder, load_generator
     from medlens.tasks.classify.probes import Probe, save_probe
     from medlens.tasks.retrieval.cases_csv import CaseInput
     from medlens.tasks.retrieval.library import CaseLibrary
@@ -347,8 +347,8 @@ def test_prompt_formats_through_the_real_chat_template(tiny_test_models: dict, f
     """The Gemma chat template accepts our message layouts (1.5: images first, no system;
     27B-style thinking system prefix) for one and two images."""
     from medlens.config import load_settings
-    from medlens.models.loader import load_generator
     from medlens.models.registry import load_registry
+    from medlens.models.session import load_generator
 
     rec = load_registry(load_settings()).get("medlens/test-medgemma")
     gen = load_generator(rec, load_settings())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import resources
+
 import pytest
 from PIL import Image
 
@@ -11,7 +13,6 @@ from medlens.tasks.prompting import (
     DATA_CLOSE,
     DATA_OPEN,
     THINKING_PREFIX,
-    available_prompts,
     build_messages,
     data_section,
     load_prompt,
@@ -24,7 +25,8 @@ IMG = ImagePart(Image.new("RGB", (8, 8)), key="k")
 
 
 def test_every_prompt_file_loads_with_name_and_version() -> None:
-    names = set(available_prompts())
+    folder = resources.files("medlens.tasks.prompts")
+    names = {p.name[:-5].replace("_", "-") for p in folder.iterdir() if p.name.endswith(".toml")}
     assert names >= REQUIRED
     for name in names:
         p = load_prompt(name)

@@ -58,7 +58,7 @@ def test_hierarchical_summary_with_the_tiny_test_model(tiny_test_models: dict,
                                                        shared_data: Path) -> None:
     """Real tokenizer and backend: a long record is chunked by the model's own token count."""
     from medlens.config import load_settings
-    from medlens.models.loader import load_generator
+    from medlens.models.session import load_generator
 
     gen = load_generator("medlens/test-medgemma", load_settings())
     _, record = read_record(next((shared_data / "fhir").glob("Michele_Wolf*.json")))

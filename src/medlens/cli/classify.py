@@ -44,12 +44,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Zero-shot label probabilities for each image (MedSigLIP)."""
         from medlens.imaging.ingest import ingest
+        from medlens.models.session import default_session
         from medlens.tasks.classify.zero_shot import load_label_set, zero_shot
-        from medlens.tasks.encoding import image_parts, load_encoder_for
+        from medlens.tasks.encoding import image_parts
 
         label_set = load_label_set(labels)
         ingested = [ingest(p) for p in images]  # fail on a bad file before loading the model
-        encoder, record = load_encoder_for(settings_from(), model)
+        encoder, record = default_session().encoder_for(settings_from(), model)
         probs = zero_shot(encoder, image_parts(ingested, record.preprocess), label_set)
         if as_json:
             print_json(
@@ -89,13 +90,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """AUC per label of zero-shot scores against labelled images."""
         from medlens.evaluation.retrieval_eval import evaluate_zero_shot
+        from medlens.models.session import default_session
         from medlens.tasks.classify.zero_shot import load_label_set
-        from medlens.tasks.encoding import load_encoder_for
         from medlens.tasks.retrieval.cases_csv import find_cases
 
         label_set = load_label_set(labels)
         cases = find_cases(source)
-        encoder, record = load_encoder_for(settings_from(), model)
+        encoder, record = default_session().encoder_for(settings_from(), model)
         res = evaluate_zero_shot(encoder, record, cases, label_set, n_boot=n_boot)
         if as_json:
             print_json(res)

@@ -74,10 +74,10 @@ def run_qa(
     max_new_tokens: int,
     quiet: bool,
 ) -> None:
-    from medlens.evaluation.backend import load_generator_for
     from medlens.evaluation.datasets import get_task, resolve_data_file, resolve_fewshot_file
     from medlens.evaluation.prompting import load_eval_prompt
     from medlens.evaluation.runner import RunConfig, run_eval
+    from medlens.models.session import default_session
 
     if scoring not in ("auto", "loglik", "generate"):
         raise ConfigError("--scoring must be loglik, generate or auto.")
@@ -89,7 +89,7 @@ def run_qa(
     eval_prompt = load_eval_prompt(prompt or task.prompt)
     out = output or Path("eval-runs") / _slug(f"{task.name}-{model}-{scoring}-{shots}shot")
     settings = settings_from()
-    backend = load_generator_for(settings, model)
+    backend = default_session().generator(model, settings)
     cfg = RunConfig(
         task=task,
         model=model,

@@ -2,11 +2,14 @@
 
 Ingest (PNG, JPEG, DICOM) → gate → preprocess → zero-shot scores → streamed report →
 cross-check → urgency → provenance + disclaimer. `--json` prints the documented
-Interpretation schema (docs/interpretation-schema.md) and nothing else on stdout.
+Interpretation schema (docs/interpretation-schema.md) and nothing else on stdout;
+`--fhir OUT.json` writes the FHIR R4 DiagnosticReport the API serves (same builder).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -78,6 +81,10 @@ def interpret_cmd(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the Interpretation JSON.")
     ] = False,
+    fhir_out: Annotated[
+        Path | None,
+        typer.Option("--fhir", help="Also write the FHIR R4 DiagnosticReport (JSON) to this file."),
+    ] = None,
     no_scores: Annotated[
         bool,
         typer.Option("--no-scores", help="Skip the encoder (no finding scores or cross-check)."),
@@ -116,6 +123,7 @@ def interpret_cmd(
             max_new_tokens,
             similar,
             modality,
+            fhir_out,
         )
     except MedLensError as err:
         fail(err)
@@ -138,26 +146,28 @@ def _run(
     max_new_tokens: int | None,
     similar: int = 0,
     modality: str = "cxr",
+    fhir_out: Path | None = None,
 ) -> None:
     from rich.console import Console
 
     from medlens.errors import ConfigError
     from medlens.imaging.ingest import ingest
+    from medlens.models.session import default_session
     from medlens.tasks.interpret.language import normalise_language
     from medlens.tasks.interpret.pipeline import InterpretOptions, interpret_events
     from medlens.tasks.interpret.study import Study
-    from medlens.tasks.loading import load_encoder_for, load_generator_for, resolve_record
 
     if modality not in MODALITIES:
         raise ConfigError(f"Unknown modality {modality!r}; use one of {', '.join(MODALITIES)}.")
     settings = settings_from(max_new_tokens=max_new_tokens)
     lang = normalise_language(language or settings.language)
+    session = default_session()
     # Fail fast on a bad model id, before reading images or loading anything.
-    gen_record = resolve_record(settings, model, "generator")
+    gen_record = session.record(settings, model, "generator")
     if encoder_id is None and gen_record.is_test:
         encoder_id = TEST_ENCODER  # a test generator pairs with the test encoder
     if not no_scores:
-        resolve_record(settings, encoder_id, "encoder")
+        session.record(settings, encoder_id, "encoder")
     err = Console(stderr=True, highlight=False)
     out = Console(highlight=False, soft_wrap=True)
     quiet = json_out
@@ -173,11 +183,11 @@ def _run(
     lateral_imgs = [ingest(p, max_pixels=cap) for p in laterals]
     status(f"read {len(current) + len(prior_imgs) + len(lateral_imgs)} image(s)")
 
-    generator, gen_rec = load_generator_for(settings, model)
+    generator, gen_rec = session.generator_for(settings, model)
     enc, enc_rec = (None, None)
     if not no_scores:
         try:
-            enc, enc_rec = load_encoder_for(settings, encoder_id)
+            enc, enc_rec = session.encoder_for(settings, encoder_id)
         except (ModelNotAvailable, BackendUnavailable) as exc:
             if encoder_id is not None:
                 raise  # asked for explicitly: an error, not a silent downgrade
@@ -188,7 +198,12 @@ def _run(
 
     study_ctx = _context(context, ehr, generator, gen_rec)
     study = Study.from_ingested(
-        current, priors=prior_imgs, laterals=lateral_imgs, context=study_ctx, modality=modality
+        current,
+        priors=prior_imgs,
+        laterals=lateral_imgs,
+        context=study_ctx,
+        modality=modality,
+        study_id=_study_id(current + lateral_imgs + prior_imgs),
     )
     options = InterpretOptions.from_records(
         gen_rec,
@@ -205,9 +220,25 @@ def _run(
     if is_test and not quiet:
         err.print(f"[bold yellow]{TEST_MODEL_LABEL}[/bold yellow]")
 
+    events = interpret_events(study, options, generator=generator, encoder=enc, library=library)
+    result = _follow(events, out, status, quiet)
+    result.provenance.timings["load_models"] = round(load_s, 6)
+    turns = _ask(study, result, options, generator, ask)
+    if fhir_out is not None:
+        _write_fhir(fhir_out, result)
+    if json_out:
+        print_json(result.model_dump(mode="json"))
+    else:
+        _print_summary(out, result, turns)
+    if result.status != "complete":
+        raise typer.Exit(3)  # every image refused: scripts must not mistake it for a report
+
+
+def _follow(events, out: Console, status, quiet: bool) -> Interpretation:
+    """Show stages and stream the report's tokens as they come; return the result."""
     result = None
     streaming = False
-    for ev in interpret_events(study, options, generator=generator, encoder=enc, library=library):
+    for ev in events:
         if ev.kind == "stage" and not quiet:
             if streaming:
                 out.print()
@@ -220,25 +251,34 @@ def _run(
         elif ev.kind == "result":
             result = ev.result
     assert result is not None
-    result.provenance.timings["load_models"] = round(load_s, 6)
+    return result
 
-    turns = []
-    if ask and result.report is not None:
-        from medlens.tasks.interpret.conversation import Conversation
 
-        conv = Conversation.start(study, result, options)
-        for q in ask:
-            turns.append(conv.ask(generator, q))
-    if turns:
-        from medlens.tasks.interpret.result import FollowUp
+def _ask(study, result: Interpretation, options, generator, questions: list[str]) -> list:
+    """Follow-up questions on the report; recorded in `result.followups` too."""
+    if not questions or result.report is None:
+        return []
+    from medlens.tasks.interpret.conversation import Conversation
+    from medlens.tasks.interpret.result import FollowUp
 
-        result.followups = [FollowUp(**t.__dict__) for t in turns]
-    if json_out:
-        print_json(result.model_dump(mode="json"))
-    else:
-        _print_summary(out, result, turns)
-    if result.status != "complete":
-        raise typer.Exit(3)  # every image refused: scripts must not mistake it for a report
+    conv = Conversation.start(study, result, options)
+    turns = [conv.ask(generator, q) for q in questions]
+    result.followups = [FollowUp(**t.__dict__) for t in turns]
+    return turns
+
+
+def _study_id(images: list) -> str:
+    """The same images give the same id, so a re-run writes the same FHIR resource id."""
+    digest = hashlib.sha256("".join(img.sha256 for img in images).encode()).hexdigest()
+    return digest[:32]
+
+
+def _write_fhir(path: Path, result: Interpretation) -> None:
+    """The DiagnosticReport the API serves, from the same builder."""
+    from medlens.tasks.interpret.fhir import to_diagnostic_report
+
+    report = to_diagnostic_report(result)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _library(settings, encoder, k: int):

@@ -32,7 +32,7 @@ def add_cmd(
     library: LibOpt = "default",
 ) -> None:
     """De-identify, embed and store images (embeddings cached by pixel hash + encoder)."""
-    from medlens.tasks.encoding import load_encoder_for
+    from medlens.models.session import default_session
     from medlens.tasks.retrieval.cases_csv import find_cases
     from medlens.tasks.retrieval.library import CaseLibrary
 
@@ -41,7 +41,7 @@ def add_cmd(
     if not cases:
         typer.echo(f"no images found in {source}")
         raise typer.Exit(1)
-    encoder, record = load_encoder_for(settings, model)
+    encoder, record = default_session().encoder_for(settings, model)
     with CaseLibrary.open(settings, library) as lib:
         rep = lib.add_cases(
             encoder, record, cases, progress=lambda d, n: typer.echo(f"  {d}/{n}", err=True)
@@ -68,13 +68,13 @@ def search_cmd(
 ) -> None:
     """The k most similar library cases to an image or a text."""
     from medlens.errors import ConfigError
-    from medlens.tasks.encoding import load_encoder_for
+    from medlens.models.session import default_session
     from medlens.tasks.retrieval.library import CaseLibrary
 
     if (image is None) == (text is None):
         raise ConfigError('Give a query IMAGE or --text "..." (exactly one).')
     settings = settings_from()
-    encoder, record = load_encoder_for(settings, model)
+    encoder, record = default_session().encoder_for(settings, model)
     with CaseLibrary.open(settings, library) as lib:
         if lib.size() == 0:
             raise ConfigError(
@@ -132,11 +132,11 @@ def list_cmd() -> None:
 @library_app.command("embed")
 def embed_cmd(model: ModelOpt = None, library: LibOpt = "default") -> None:
     """Embed stored cases that lack a vector for this encoder (e.g. after a model change)."""
-    from medlens.tasks.encoding import load_encoder_for
+    from medlens.models.session import default_session
     from medlens.tasks.retrieval.library import CaseLibrary
 
     settings = settings_from()
-    encoder, record = load_encoder_for(settings, model)
+    encoder, record = default_session().encoder_for(settings, model)
     with CaseLibrary.open(settings, library) as lib:
         rep = lib.embed_missing(encoder, record)
     typer.echo(f"embedded {rep.embedded} case(s), {len(rep.failed)} failed")

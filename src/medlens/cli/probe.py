@@ -102,12 +102,13 @@ def evaluate_cmd(
     """AUC of a probe on labelled images (use data the probe was NOT trained on)."""
     from medlens.errors import ConfigError
     from medlens.evaluation.retrieval_eval import evaluate_probe
+    from medlens.models.session import default_session
     from medlens.tasks.classify.probes import load_probe
-    from medlens.tasks.encoding import encoder_id, load_encoder_for
+    from medlens.tasks.encoding import encoder_id
     from medlens.tasks.retrieval.cases_csv import find_cases
 
     probe = load_probe(path)
-    encoder, record = load_encoder_for(settings_from(), model)
+    encoder, record = default_session().encoder_for(settings_from(), model)
     if encoder_id(encoder) != probe.encoder_id:
         raise ConfigError(
             f"Probe was trained on {probe.encoder_id}, not {encoder_id(encoder)}; "

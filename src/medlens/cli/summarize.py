@@ -50,8 +50,8 @@ def _run(
     context_only: bool,
     json_out: bool,
 ) -> None:
+    from medlens.models.session import default_session
     from medlens.tasks.ehr.summarize import read_record, summarize_text
-    from medlens.tasks.loading import load_generator_for
 
     settings = settings_from()
     kind, text = read_record(record)
@@ -62,7 +62,7 @@ def _run(
             typer.echo(text)
             typer.echo(DISCLAIMER)
         return
-    generator, rec = load_generator_for(settings, model, text=True)
+    generator, rec = default_session().generator_for(settings, model, text=True)
     result = summarize_text(
         generator,
         text,

@@ -24,24 +24,10 @@ from typing import Any
 import numpy as np
 
 from medlens.errors import DataError
+from medlens.evaluation.datasets import jsonl_objects
+from medlens.tasks.retrieval.cases_csv import NIH_FINDINGS
 
 KEY_COLUMNS = ("image_file", "id", "image", "path")
-NIH_FINDINGS = (
-    "Atelectasis",
-    "Cardiomegaly",
-    "Effusion",
-    "Infiltration",
-    "Mass",
-    "Nodule",
-    "Pneumonia",
-    "Pneumothorax",
-    "Consolidation",
-    "Edema",
-    "Emphysema",
-    "Fibrosis",
-    "Pleural_Thickening",
-    "Hernia",
-)
 
 
 def _key_column(fields: list[str], path: Path) -> str:
@@ -100,13 +86,7 @@ def read_scores(path: Path) -> dict[str, dict[str, float]]:
         classified = _classify_output(path)
         if classified is not None:
             return classified
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg}).") from exc
+        for lineno, row in jsonl_objects(path):
             key = _key_column(list(row), path)
             vals = row.get("scores", {k: v for k, v in row.items() if k not in KEY_COLUMNS})
             out[str(row[key])] = {

@@ -70,6 +70,12 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             f"Data file not found: {path}. Pass --data FILE or set MEDLENS_SHARED_DATA "
             "to the folder that holds medqa/, medmcqa/ and pubmedqa/."
         )
+    yield from jsonl_objects(path)
+
+
+def jsonl_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSONL file; DataError names
+    the line that is not a JSON object."""
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():

@@ -290,22 +290,6 @@ def bootstrap_auc(
     return bootstrap_ci(roc_auc, y_true, scores, n_boot=n_boot, seed=seed, level=level)
 
 
-def paired_bootstrap_auc_diff(
-    y_true: Sequence[int] | np.ndarray,
-    scores_a: Sequence[float] | np.ndarray,
-    scores_b: Sequence[float] | np.ndarray,
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> BootstrapResult:
-    """AUC(a) - AUC(b) on the same cases, both re-scored on each resample."""
-
-    def diff(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
-        return roc_auc(y, a) - roc_auc(y, b)
-
-    return bootstrap_ci(diff, y_true, scores_a, scores_b, n_boot=n_boot, seed=seed, level=level)
-
-
 # --- paired accuracy -------------------------------------------------------------------
 @dataclass(frozen=True)
 class McNemarResult:

@@ -303,29 +303,48 @@ def decode_pixels(ds: Any, label: str, index: int | None = 0) -> np.ndarray:
 
 def to_display(arr: np.ndarray, ds: Any) -> np.ndarray:
     """Stored values of one frame → display-ready uint8 ("L": 2-D, RGB: H×W×3)."""
+    return display_and_values(arr, ds)[0]
+
+
+def display_and_values(arr: np.ndarray, ds: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """`to_display`, plus the modality-LUT values of a greyscale frame (None for colour):
+    what a later window/level works from, at the full stored bit depth."""
     if arr.ndim == 3:
-        return _colour_to_uint8(arr, ds)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "PALETTE COLOR":
+        return _colour_to_uint8(arr, ds), None
+    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
         rgb = np.asarray(apply_color_lut(arr, ds))
         if rgb.dtype != np.uint8:  # 16-bit LUT entries span 0..65535
             rgb = np.clip(np.rint(rgb / 257.0), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(rgb)
+        return np.ascontiguousarray(rgb), None
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        values = apply_modality_lut(arr, ds).astype(np.float64)
+        modality = np.asarray(apply_modality_lut(arr, ds))
+        values = modality.astype(np.float64)
         if ("VOILUTSequence" in ds and ds.VOILUTSequence) or _has_window(ds):
             values = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
     # Full range: the windowed values' own extent, as Google's CXR serving code does
     # (a window wider than the data would otherwise leave a washed-out film).
     lo, hi = float(values.min()), float(values.max())
-    scaled = _rescale(values, lo, hi)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        scaled = 255 - scaled  # MONOCHROME1: low values are white
-    return scaled
+    return _for_photometric(_rescale(values, lo, hi), photometric), modality
+
+
+def window_display(
+    values: np.ndarray, center: float, width: float, photometric: str | None
+) -> np.ndarray:
+    """Modality-LUT values → uint8 through a linear window (the page's window/level)."""
+    width = max(float(width), 1.0)
+    low = float(center) - width / 2
+    scaled = _rescale(np.asarray(values, dtype=np.float64), low, low + width)
+    return _for_photometric(scaled, str(photometric or "").upper())
+
+
+def _for_photometric(scaled: np.ndarray, photometric: str) -> np.ndarray:
+    return 255 - scaled if photometric == "MONOCHROME1" else scaled  # low values are white
 
 
 def _has_window(ds: Any) -> bool:

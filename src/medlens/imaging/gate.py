@@ -1,10 +1,10 @@
 """Image gate for the chest X-ray interpreter: accept, or refuse with a reason.
 
-A refused image never gets a report. Order of evidence:
+A refused image never gets a report. The evidence here needs no model:
 1. DICOM tags (Modality CR/DX/DR, BodyPartExamined, ViewPosition) when present;
-2. image statistics, always: tiny, blank/near-constant, colour photograph;
-3. for PNG/JPEG with a real encoder (MedSigLIP), zero-shot "chest X-ray" vs other kinds.
-A test encoder (random weights) is never used for the decision: its answer is noise.
+2. image statistics, always: tiny, blank/near-constant, colour photograph.
+The encoder half (MedSigLIP zero-shot "chest X-ray" vs other kinds, for PNG/JPEG) is a
+task: `medlens.tasks.interpret.gate`, which starts from this decision.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from medlens.errors import ImageRefused
 
 if TYPE_CHECKING:
     from medlens.imaging.types import ImageMetadata, IngestedImage
-    from medlens.models.protocols import Encoder
 
 RADIOGRAPH_MODALITIES = {"CR", "DX", "DR"}
 CHEST_PARTS = {"CHEST", "THORAX", "LUNG", "LUNGS", "RIBS", "CHEST_LAT", "CHEST LAT", "THORAX_LAT"}
@@ -41,20 +40,6 @@ _MODALITY_NAMES = {
     "PX": "a panoramic dental radiograph (Modality PX)",
 }
 MIN_SIDE = 64
-# Zero-shot classes: the first is the one accepted.
-ZERO_SHOT_CLASSES: dict[str, tuple[str, ...]] = {
-    "chest X-ray": ("a chest X-ray", "a frontal chest radiograph", "a chest radiograph"),
-    "CT slice": ("a CT scan slice", "an axial CT image"),
-    "MRI image": ("an MRI scan", "a magnetic resonance image"),
-    "knee radiograph": ("an X-ray of the knee", "a knee radiograph"),
-    "hand radiograph": ("an X-ray of the hand", "a hand radiograph"),
-    "skull radiograph": ("an X-ray of the skull", "a skull radiograph"),
-    "abdominal radiograph": ("an abdominal X-ray", "an X-ray of the abdomen"),
-    "mammogram": ("a mammogram",),
-    "photograph": ("a photograph", "a photo of an animal", "a photo of a person"),
-    "document": ("a scanned document with text", "a screenshot"),
-}
-ZERO_SHOT_MIN_PROB = 0.5
 
 
 @dataclass(frozen=True)
@@ -70,12 +55,33 @@ class GateDecision:
     reason: str
     checks: tuple[GateCheck, ...] = ()
     flags: tuple[str, ...] = ()  # accepted with a caveat, e.g. "lateral view"
-    method: str = "statistics"  # dicom-tags | statistics | zero-shot
+    method: str = "statistics"  # dicom-tags | statistics (| zero-shot: tasks.interpret.gate)
 
     @property
     def warnings(self) -> tuple[str, ...]:
         """Caveats of an accepted image, phrased for a user (e.g. a lateral view)."""
         return tuple(f"Image gate: {f}." for f in self.flags)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, so intake can keep its decision for the job (no second gate run)."""
+        return {
+            "accepted": self.accepted,
+            "reason": self.reason,
+            "checks": [[c.name, c.passed, c.detail] for c in self.checks],
+            "flags": list(self.flags),
+            "method": self.method,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateDecision:
+        checks = tuple(GateCheck(str(n), bool(p), str(d)) for n, p, d in data.get("checks", ()))
+        return cls(
+            bool(data["accepted"]),
+            str(data["reason"]),
+            checks,
+            tuple(str(f) for f in data.get("flags", ())),
+            str(data.get("method", "statistics")),
+        )
 
     def raise_if_refused(self) -> GateDecision:
         if not self.accepted:
@@ -83,15 +89,15 @@ class GateDecision:
         return self
 
 
-def gate_chest_xray(img: IngestedImage, encoder: Encoder | None = None) -> GateDecision:
+def gate_chest_xray(img: IngestedImage) -> GateDecision:
+    """DICOM tags and pixel statistics: everything the gate can tell without a model."""
     checks: list[GateCheck] = []
     flags: list[str] = []
     if img.volume is not None:
         return _refuse("a CT/MR volume, not a radiograph", checks, "dicom-tags")
     method = "statistics"
-    meta = img.metadata
     if img.format == "dicom":
-        header = gate_metadata(meta)
+        header = gate_metadata(img.metadata)
         checks.extend(header.checks)
         flags.extend(header.flags)
         if not header.accepted:
@@ -102,22 +108,16 @@ def gate_chest_xray(img: IngestedImage, encoder: Encoder | None = None) -> GateD
     failed = [c for c in stats if not c.passed]
     if failed:
         return _refuse(failed[0].detail, checks, "statistics")
-    if img.format != "dicom" and encoder is not None:
-        if getattr(getattr(encoder, "info", None), "is_test", False):
-            checks.append(GateCheck("zero-shot", True, "skipped: test encoder (random weights)"))
-        else:
-            zs = zero_shot_check(img, encoder)
-            checks.append(zs)
-            method = "zero-shot"
-            if not zs.passed:
-                return _refuse(zs.detail, checks, method)
     reason = "chest radiograph" + (f" ({', '.join(flags)})" if flags else "")
     return GateDecision(True, reason, tuple(checks), tuple(flags), method)
 
 
-def require_chest_xray(img: IngestedImage, encoder: Encoder | None = None) -> GateDecision:
-    """gate_chest_xray, raising ImageRefused when refused."""
-    return gate_chest_xray(img, encoder).raise_if_refused()
+def require_chest_xray(img: IngestedImage, encoder: None = None) -> GateDecision:
+    """gate_chest_xray, raising ImageRefused when refused. `encoder=None` is accepted for
+    the upload path's callers; the encoder check is `medlens.tasks.interpret.gate`."""
+    if encoder is not None:
+        raise TypeError("imaging.gate needs no encoder; use medlens.tasks.interpret.gate")
+    return gate_chest_xray(img).raise_if_refused()
 
 
 def gate_metadata(meta: ImageMetadata) -> GateDecision:
@@ -193,45 +193,6 @@ def image_statistics(image: Any) -> list[GateCheck]:
             )
         )
     return checks
-
-
-def zero_shot_check(img: IngestedImage, encoder: Encoder) -> GateCheck:
-    """MedSigLIP zero-shot: softmax over kinds of image; the chest X-ray class must win."""
-    from medlens.imaging.preprocess import preprocess
-    from medlens.models.protocols import ImagePart
-
-    spec = _encoder_spec(encoder)
-    part = ImagePart(preprocess(img.image, spec), key=f"{img.pixel_sha256}:gate:{spec.size}")
-    names = list(ZERO_SHOT_CLASSES)
-    texts = [t for n in names for t in ZERO_SHOT_CLASSES[n]]
-    emb_t = np.asarray(encoder.embed_texts(texts), dtype=np.float32)
-    emb_i = np.asarray(encoder.embed_images([part]), dtype=np.float32)[0]
-    logits, start = [], 0
-    for n in names:
-        k = len(ZERO_SHOT_CLASSES[n])
-        mean = emb_t[start : start + k].mean(axis=0)
-        mean /= np.linalg.norm(mean) or 1.0
-        logits.append(float(encoder.logit_scale) * float(mean @ emb_i) + float(encoder.logit_bias))
-        start += k
-    z = np.asarray(logits) - max(logits)
-    probs = np.exp(z) / np.exp(z).sum()
-    best = int(np.argmax(probs))
-    if best == 0 and probs[0] >= ZERO_SHOT_MIN_PROB:
-        return GateCheck("zero-shot", True, f"chest X-ray (p={probs[0]:.2f})")
-    detail = f"looks like a {names[best]} (p={probs[best]:.2f}; chest X-ray p={probs[0]:.2f})"
-    return GateCheck("zero-shot", False, detail)
-
-
-def _encoder_spec(encoder: Encoder) -> Any:
-    from medlens.models.registry import PreprocessSpec, load_registry
-
-    try:
-        record = load_registry().resolve(encoder.info.model_id, kind="encoder")
-        if record.preprocess is not None:
-            return record.preprocess
-    except Exception:
-        pass
-    return PreprocessSpec(size=448, pad_value="zero", antialias=False)
 
 
 def _refuse(reason: str, checks: list[GateCheck], method: str) -> GateDecision:

@@ -29,11 +29,13 @@ def ingest(
     name: str | None = None,
     max_pixels: int | None = None,
     deid: Any | None = None,
+    keep_values: bool = False,
 ) -> IngestedImage:
     """Decode and validate one image (or a CT/MR series given as a folder or a list).
 
     `deid`: a `medlens.imaging.deid.DeidPolicy`; when given, DICOM is de-identified
     before any metadata is taken, and `deidentified_bytes` holds what may be stored.
+    `keep_values`: keep a greyscale DICOM's modality-LUT values (`IngestedImage.values`).
     """
     try:
         cap = max_pixels if max_pixels is not None else _default_max_pixels()
@@ -47,7 +49,7 @@ def ingest(
                 deid=deid,
             )
         data, label = _read(source, name)  # type: ignore[arg-type]
-        return _ingest_bytes(data, label, name, cap, deid)
+        return _ingest_bytes(data, label, name, cap, deid, keep_values)
     except MedLensError:
         raise
     except MemoryError as exc:
@@ -107,12 +109,14 @@ def _pixel_hash(image: Image.Image) -> str:
     return h.hexdigest()
 
 
-def _ingest_bytes(data: bytes, label: str, name: str | None, cap: int, deid: Any) -> IngestedImage:
+def _ingest_bytes(
+    data: bytes, label: str, name: str | None, cap: int, deid: Any, keep_values: bool = False
+) -> IngestedImage:
     from medlens.imaging.formats import sniff
 
     kind = sniff(data, label)
     if kind == "dicom":
-        return _ingest_dicom(data, label, name, cap, deid)
+        return _ingest_dicom(data, label, name, cap, deid, keep_values)
     from medlens.imaging.raster import decode_raster
 
     decoded = decode_raster(data, max_pixels=cap, label=label)
@@ -139,10 +143,13 @@ def _ingest_bytes(data: bytes, label: str, name: str | None, cap: int, deid: Any
         warnings=tuple(warnings),
         source_name=name or (label if label != "input" else None),
         deidentified_bytes=stored,
+        pixel_warnings=tuple(decoded.warnings),
     )
 
 
-def _ingest_dicom(data: bytes, label: str, name: str | None, cap: int, deid: Any) -> IngestedImage:
+def _ingest_dicom(
+    data: bytes, label: str, name: str | None, cap: int, deid: Any, keep_values: bool
+) -> IngestedImage:
     from medlens.imaging import dicom_decode as dd
     from medlens.imaging.dicom_volume import VOLUME_MODALITIES, volume_from_multiframe
 
@@ -161,18 +168,20 @@ def _ingest_dicom(data: bytes, label: str, name: str | None, cap: int, deid: Any
     dd.validate_pixel_module(ds, label, cap)
     frames = dd.frame_count(ds)
     modality = (_text(ds.get("Modality")) or "").upper()
-    volume = None
+    volume = values = None
+    pixel_notes: list[str] = []  # about the pixels (de-identification notes come before)
     if frames > 1 and modality in VOLUME_MODALITIES:
         volume = volume_from_multiframe(ds, label)
         image = Image.fromarray(volume[len(volume) // 2], "RGB")
     else:
         if frames > 1:
-            warnings.append(f"multi-frame image: frame 1 of {frames} used")
+            pixel_notes.append(f"multi-frame image: frame 1 of {frames} used")
         arr = dd.decode_pixels(ds, label, 0)
-        disp = dd.to_display(arr, ds)
+        disp, values = dd.display_and_values(arr, ds)
         image = Image.fromarray(disp, "RGB" if disp.ndim == 3 else "L")
         if disp.max() == disp.min():
-            warnings.append("image is blank after windowing")
+            pixel_notes.append("image is blank after windowing")
+    warnings.extend(pixel_notes)
     meta = dicom_metadata(
         ds,
         transfer_syntax=dd.transfer_syntax(ds),
@@ -198,6 +207,8 @@ def _ingest_dicom(data: bytes, label: str, name: str | None, cap: int, deid: Any
         source_name=name or (label if label != "input" else None),
         deidentified_bytes=stored,
         deid_summary=summary,
+        values=values if keep_values else None,
+        pixel_warnings=tuple(pixel_notes),
     )
 
 

@@ -6,14 +6,35 @@ Gemma 3 processor resizes to a square without padding (it would distort anatomy)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from PIL import Image
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from medlens.models.registry import PreprocessSpec
+
+class PreprocessSpec(Protocol):
+    """What preprocessing reads from a model's spec (models.registry.PreprocessSpec).
+
+    Structural, so imaging stays below models in the layers.
+    """
+
+    @property
+    def size(self) -> int: ...
+    @property
+    def pad_to_square(self) -> bool: ...
+    @property
+    def pad_value(self) -> str: ...
+    @property
+    def resample(self) -> str: ...
+    @property
+    def antialias(self) -> bool: ...
+    @property
+    def mean(self) -> tuple[float, float, float]: ...
+    @property
+    def std(self) -> tuple[float, float, float]: ...
+
 
 _RESAMPLE = {
     "bilinear": Image.Resampling.BILINEAR,

@@ -56,3 +56,9 @@ class IngestedImage:
     # Set only when ingest ran with a DeidPolicy.
     deidentified_bytes: bytes | None = None
     deid_summary: dict[str, int] = field(default_factory=dict)  # action -> count
+    # Greyscale DICOM, with ingest(keep_values=True): modality-LUT values at full bit
+    # depth, so a stored copy can be re-windowed without decoding the file again.
+    values: np.ndarray | None = None
+    # The part of `warnings` about the decoded pixels themselves (not the upload's
+    # de-identification notes): what a job working from the stored pixels reports.
+    pixel_warnings: tuple[str, ...] = ()

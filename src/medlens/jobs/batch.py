@@ -1,9 +1,9 @@
 """Batches: turn a folder or a CSV of image files into studies with interpret jobs.
 
-Each input is ingested, checked and de-identified exactly as an upload to the server
-is (`medlens.server.services.intake.prepare`), so only de-identified bytes reach the
-store. Re-running the same batch is safe: the same image set is the same study, and a
-study whose job is queued, running or done gets no second job.
+Each input goes through the same intake as an upload to the server
+(`medlens.jobs.intake`: checked, de-identified, decoded once), so only de-identified
+bytes reach the store. Re-running the same batch is safe: the same image set is the same
+study, and a study whose job is queued, running or done gets no second job.
 """
 
 from __future__ import annotations
@@ -83,36 +83,25 @@ def _from_csv(source: Path) -> list[BatchItem]:
     return [BatchItem(k, tuple(ps), ctx) for k, (ps, ctx) in grouped.items()]
 
 
-def _prepare(data: bytes, name: str, settings: Any) -> Any:
-    from medlens.server.services.intake import prepare
-
-    return prepare(data, name, settings)
-
-
 def submit_one(store: Any, settings: Any, item: BatchItem, *, kind: str) -> Submitted:
-    from medlens.store.base import NewImage
+    from medlens.jobs.intake import prepare, submit_study
 
     out = Submitted(item)
     try:
-        images = []
+        prepared = []
         for path in item.paths:
             try:
                 data = path.read_bytes()
             except OSError as exc:
                 raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-            prepared = _prepare(data, path.name, settings)
-            images.append(NewImage(**{**prepared.new.__dict__, "data": prepared.data}))
+            prepared.append(prepare(data, path.name, settings))
         context = {"language": settings.language, **item.context}
-        study, created = store.create_study(images, context)
+        sub = submit_study(store, prepared, context, kind=kind)
     except MedLensError as exc:
         out.error = str(exc)
         return out
-    out.study_id, out.created = study.id, created
-    jobs = [j for j in store.list_jobs(study_id=study.id, limit=1000) if j.kind == kind]
-    latest = max(jobs, key=lambda j: (j.created_at, j.id)) if jobs else None
-    if latest is None or latest.status == "failed":
-        latest = store.enqueue_job(kind, {"language": context["language"]}, study_id=study.id)
-    out.job_id = latest.id
+    out.study_id, out.created = sub.study.id, sub.created
+    out.job_id = sub.job.id if sub.job is not None else None
     return out
 
 
@@ -135,6 +124,7 @@ def submit(
 
 def _row(store: Any, sub: Submitted) -> dict[str, Any]:
     job = store.get_job(sub.job_id) if sub.job_id else None
+    interp = store.get_interpretation(sub.study_id) if sub.study_id else None
     return {
         "key": sub.item.key,
         "files": [str(p) for p in sub.item.paths],
@@ -143,7 +133,7 @@ def _row(store: Any, sub: Submitted) -> dict[str, Any]:
         "status": "refused" if sub.error else (job.status if job else "missing"),
         "error": sub.error or (job.error if job else None),
         "result": job.result if job else None,
-        "interpretation": store.get_interpretation(sub.study_id) if sub.study_id else None,
+        "interpretation": interp.model_dump(mode="json") if interp is not None else None,
     }
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medlens.jobs.events import EventBus
 from medlens.store.base import Job
+
+if TYPE_CHECKING:
+    from medlens.tasks.interpret.result import Interpretation
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +23,7 @@ class JobContext:
     - `emit(event, data)`: live-only events (e.g. "token" {"text": ...}) for SSE.
     - `cancelled`: True when the lease was lost, the job/study was deleted, or the
       runner is stopping; long handlers should check it between steps and return.
-    - `save_interpretation(data)` / `add_message(role, content)`: deferred writes that
+    - `save_interpretation(interp)` / `add_message(role, content)`: deferred writes that
       the runner commits in the SAME transaction that marks the job done.
     """
 
@@ -40,7 +43,7 @@ class JobContext:
         self.events = events
         self._cancel = threading.Event()
         self.cancel_reason: str | None = None
-        self.interpretation: dict[str, Any] | None = None
+        self.interpretation: Interpretation | None = None
         self.messages: list[tuple[str, str]] = []
 
     @property
@@ -70,8 +73,8 @@ class JobContext:
         if self.events is not None:
             self.events.publish(self.job.id, event, data)
 
-    def save_interpretation(self, data: dict[str, Any]) -> None:
-        self.interpretation = data
+    def save_interpretation(self, interp: Interpretation) -> None:
+        self.interpretation = interp
 
     def add_message(self, role: str, content: str) -> None:
         self.messages.append((role, content))

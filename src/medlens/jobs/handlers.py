@@ -10,68 +10,20 @@ Models are loaded once per process, lazily, by the first job that needs them.
 from __future__ import annotations
 
 import itertools
-import threading
-from dataclasses import dataclass
 from typing import Any
 
 from medlens.config import Settings
+from medlens.models.session import default_session
 from medlens.store.base import Job
-
-_models_lock = threading.Lock()
-_models: dict[tuple[str, str, str], ModelPair] = {}
-
-
-@dataclass(frozen=True)
-class ModelPair:
-    generator: Any  # medlens.models.protocols.Generator
-    encoder: Any  # medlens.models.protocols.Encoder | None
-
-
-DEMO_GENERATOR = "medlens/test-medgemma-realtext"
-DEMO_ENCODER = "medlens/test-medsiglip"
-
-
-def _is_test_record(model: str, settings: Settings) -> bool:
-    from medlens.models.registry import load_registry
-
-    registry = load_registry(settings)
-    return model in registry and registry.get(model).is_test
-
-
-def model_ids(settings: Settings) -> tuple[str, str]:
-    """Demo mode keeps an explicitly chosen test model (tests pick the tiniest one) and
-    otherwise uses the English-speaking test generator."""
-    if not settings.demo:
-        return settings.generator, settings.encoder
-    gen = settings.generator if _is_test_record(settings.generator, settings) else DEMO_GENERATOR
-    enc = settings.encoder if _is_test_record(settings.encoder, settings) else DEMO_ENCODER
-    return gen, enc
-
-
-def shared_models(settings: Settings) -> ModelPair:
-    """The process-wide generator/encoder for these settings (loaded on first use)."""
-    gen_id, enc_id = model_ids(settings)
-    key = (gen_id, enc_id, settings.device)
-    with _models_lock:
-        pair = _models.get(key)
-        if pair is None:
-            from medlens.models.loader import load_encoder, load_generator
-
-            if settings.demo:
-                from medlens.models.testmodels import ensure_test_models
-
-                ensure_test_models(settings, realtext="realtext" in gen_id)
-            pair = ModelPair(load_generator(gen_id, settings), load_encoder(enc_id, settings))
-            _models[key] = pair
-        return pair
 
 
 def _options(settings: Settings, language: str) -> Any:
     from medlens.models.registry import load_registry
+    from medlens.models.session import configured_ids
     from medlens.tasks.interpret.pipeline import InterpretOptions
 
     registry = load_registry(settings)
-    gen_id, enc_id = model_ids(settings)
+    gen_id, enc_id = configured_ids(settings)
     gen_rec = registry.resolve(gen_id) if gen_id in registry else None
     enc_rec = registry.resolve(enc_id) if enc_id in registry else None
     if gen_rec is None:
@@ -102,17 +54,28 @@ class _EventBridge:
 
 
 def _study_for_task(job: Job, ctx: Any) -> Any:
-    """Rebuild the task-level Study from the store's de-identified blobs."""
-    from medlens.imaging.ingest import ingest
+    """Rebuild the task-level Study from the pixels decoded at upload (no decode here)."""
+    from dataclasses import replace
+
+    from medlens.imaging.gate import GateDecision
+    from medlens.jobs.intake import task_image
     from medlens.tasks.interpret.study import Study, StudyContext
 
     study = ctx.store.get_study(job.study_id)
     if study is None:
         return None
-    ingested = [ingest(ctx.store.blobs.read(img.sha256), name=img.filename) for img in study.images]
+    ingested = [task_image(ctx.store.blobs, img) for img in study.images]
     c = study.context
     context = StudyContext(indication=c.get("indication"), age=c.get("age"), sex=c.get("sex"))
-    return Study.from_ingested(ingested, context=context, study_id=study.id)
+    task_study = Study.from_ingested(ingested, context=context, study_id=study.id)
+    # Intake's model-free gate decision, so the gate stage runs only its encoder half.
+    gated = [
+        replace(item, pixel_gate=GateDecision.from_dict(img.metadata["pixel_gate"]))
+        if isinstance(img.metadata.get("pixel_gate"), dict)
+        else item
+        for item, img in zip(task_study.images, study.images, strict=True)
+    ]
+    return replace(task_study, images=tuple(gated))
 
 
 def study_language(job: Job, ctx: Any) -> str:
@@ -124,9 +87,10 @@ def study_language(job: Job, ctx: Any) -> str:
 def _library(settings: Settings) -> Any:
     """The case library for similar cases, when one has been built (else None)."""
     try:
+        from medlens.models.session import configured_id
         from medlens.tasks.retrieval.library import CaseLibrary
 
-        lib = CaseLibrary.open(settings, encoder_id=model_ids(settings)[1])
+        lib = CaseLibrary.open(settings, encoder_id=configured_id(settings, "encoder"))
     except Exception:
         return None
     try:
@@ -146,35 +110,36 @@ def handle_interpret(job: Job, ctx: Any) -> dict[str, Any]:
     if study is None:
         return {"skipped": "study deleted"}
     ctx.progress(0.06, "Loading models (the first run takes longer)")
-    models = shared_models(ctx.settings)
+    session = default_session()
+    generator = session.generator(settings=ctx.settings)
+    encoder = session.encoder(settings=ctx.settings)
     options = _options(ctx.settings, study_language(job, ctx))
     library = _library(ctx.settings)
     try:
         interpretation = interpret(
             study,
             options,
-            generator=models.generator,
-            encoder=models.encoder,
+            generator=generator,
+            encoder=encoder,
             library=library,
             on_event=_EventBridge(ctx, 0.1, 0.98),
         )
     finally:
         if library is not None:
             library.close()
-    data = interpretation.model_dump(mode="json")
-    ctx.save_interpretation(data)
+    ctx.save_interpretation(interpretation)
     ctx.progress(1.0, "Done")
-    return {"status": data.get("status"), "urgency": (data.get("urgency") or {}).get("level")}
+    urgency = interpretation.urgency
+    return {"status": interpretation.status, "urgency": urgency.level if urgency else None}
 
 
 def handle_followup(job: Job, ctx: Any) -> dict[str, Any]:
     from medlens.tasks.interpret.conversation import Conversation, Turn
-    from medlens.tasks.interpret.result import Interpretation
 
     ctx.progress(0.05, "Reading the study")
     study = _study_for_task(job, ctx)
-    data = ctx.store.get_interpretation(job.study_id) if study is not None else None
-    if study is None or data is None:
+    interp = ctx.store.get_interpretation(job.study_id) if study is not None else None
+    if study is None or interp is None:
         return {"skipped": "study deleted"}
     messages = ctx.store.list_messages(study.study_id)
     seq = int(job.payload.get("question_seq", -1))
@@ -182,17 +147,15 @@ def handle_followup(job: Job, ctx: Any) -> dict[str, Any]:
     if question is None:
         return {"skipped": "question not found"}
     ctx.progress(0.15, "Loading models")
-    models = shared_models(ctx.settings)
-    conv = Conversation.start(
-        study, Interpretation.model_validate(data), _options(ctx.settings, study_language(job, ctx))
-    )
+    generator = default_session().generator(settings=ctx.settings)
+    conv = Conversation.start(study, interp, _options(ctx.settings, study_language(job, ctx)))
     # Earlier answered turns, in order (an unanswered question is skipped).
     earlier = [m for m in messages if m.seq < seq]
     for q, a in itertools.pairwise(earlier):
         if q.role == "user" and a.role == "assistant":
             conv.turns.append(Turn(q.content, a.content))
     ctx.progress(0.3, "Answering")
-    turn = conv.ask(models.generator, question, on_event=_EventBridge(ctx, 0.3, 0.98))
+    turn = conv.ask(generator, question, on_event=_EventBridge(ctx, 0.3, 0.98))
     ctx.add_message("assistant", turn.answer)
     ctx.progress(1.0, "Done")
     return {"answer": turn.answer, "question_seq": seq}

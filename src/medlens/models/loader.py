@@ -1,27 +1,39 @@
-"""Load a Generator / Encoder for a registry id or a path, once per process.
+"""Load a Generator / Encoder for a registry record: pure functions, no cache.
 
 Resolution: registry record (or ad-hoc record for a path) -> source scheme -> backend
-factory ("module:function" in backends.SCHEME_LOADERS) -> loaded model, cached per
-(id, source, kind, device, dtype). Missing weights raise ModelNotAvailable saying how to
-get them; test models are built on first use.
+factory ("module:function" in backends.SCHEME_LOADERS) -> loaded model. `plan_load`
+decides what would be loaded (and so the cache key); `build` loads it. Missing weights
+raise ModelNotAvailable saying how to get them; test models are built on first use.
+The one cache of loaded models is `medlens.models.session.ModelSession`.
 """
 
 from __future__ import annotations
 
 import importlib
-import threading
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from medlens.errors import MedLensError, ModelNotAvailable, SourceNotImplemented
+from medlens.errors import MedLensError, ModelNotAvailable, SourceNotImplemented, UnknownModel
 from medlens.models import backends
 from medlens.models.hub import checkpoint_path, missing_message, weights_hash
 from medlens.models.local_info import is_test_model_dir
 from medlens.models.registry import ModelKind, ModelRecord, load_registry
 
-_CACHE: dict[tuple[str, str, str, str, str], Any] = {}
-_LOCK = threading.RLock()
+LoadKey = tuple[str, str, str, str, str]  # (id, source, kind, device, dtype[+quantize])
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """What `build` will load: the record, its backend factory, device and dtype."""
+
+    record: ModelRecord
+    kind: ModelKind
+    factory: Callable[..., Any]
+    device: str  # "" when the backend chooses (gguf, openai)
+    dtype: str
+    key: LoadKey
 
 
 def resolve_record(model: str | ModelRecord, settings: Any, kind: ModelKind) -> ModelRecord:
@@ -30,8 +42,6 @@ def resolve_record(model: str | ModelRecord, settings: Any, kind: ModelKind) -> 
     else:
         record = load_registry(settings).resolve(model, kind=kind)
     if record.kind != kind:
-        from medlens.errors import UnknownModel
-
         raise UnknownModel(f"Model {record.id!r} is an {record.kind}, not an {kind}.")
     return record
 
@@ -103,18 +113,15 @@ def _device_dtype(
     )
 
 
-def _load(
+def plan_load(
     model: str | ModelRecord,
     settings: Any,
     kind: ModelKind,
-    device: str | None,
-    dtype: str | None,
-    build_test_models: bool,
-) -> Any:
-    if settings is None:
-        from medlens.config import load_settings
-
-        settings = load_settings()
+    *,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> LoadPlan:
+    """Resolve the record, backend, device and dtype; load nothing (fails fast)."""
     record = resolve_record(model, settings, kind)
     scheme = record.parsed_source.scheme
     if dtype is not None or getattr(settings, "dtype", "auto") != "auto":
@@ -124,11 +131,7 @@ def _load(
     factory = _factory(scheme, kind)
     if scheme in ("gguf", "openai"):
         # Other backends choose their own device/dtype; they get the record and settings.
-        key = (record.id, record.source, kind, "", "")
-        with _LOCK:
-            if key not in _CACHE:
-                _CACHE[key] = factory(record, settings)
-            return _CACHE[key]
+        return LoadPlan(record, kind, factory, "", "", (record.id, record.source, kind, "", ""))
     dev, dt = _device_dtype(record, settings, device, dtype)
     key_dtype = dt
     if kind == "generator":
@@ -139,50 +142,18 @@ def _load(
         if quantize != "none":
             key_dtype = f"{dt}+{quantize}"
     key = (record.id, record.source, kind, dev, key_dtype)
-    with _LOCK:
-        if key in _CACHE:
-            return _CACHE[key]
-        path = _local_weights(record, settings, build_test_models)
-        if not record.is_test and path.is_dir() and is_test_model_dir(path):
-            # Weights built by make-test are labelled as a test model whatever id they
-            # were reached by: their output must never pass for a medical model's.
-            record = replace(record, is_test=True)
-        whash = weights_hash(path, Path(settings.data_dir).expanduser())
-        loaded = factory(record, path, device=dev, dtype=dt, weights_hash=whash)
-        _CACHE[key] = loaded
-        return loaded
+    return LoadPlan(record, kind, factory, dev, dt, key)
 
 
-def load_generator(
-    model: str | ModelRecord,
-    settings: Any = None,
-    *,
-    device: str | None = None,
-    dtype: str | None = None,
-    build_test_models: bool = True,
-) -> Any:
-    """A protocols.Generator for a registry id, a path, or a record (cached per process)."""
-    return _load(model, settings, "generator", device, dtype, build_test_models)
-
-
-def load_encoder(
-    model: str | ModelRecord,
-    settings: Any = None,
-    *,
-    device: str | None = None,
-    dtype: str | None = None,
-    build_test_models: bool = True,
-) -> Any:
-    """A protocols.Encoder for a registry id, a path, or a record (cached per process)."""
-    return _load(model, settings, "encoder", device, dtype, build_test_models)
-
-
-def loaded_models() -> list[tuple[str, str, str, str, str]]:
-    with _LOCK:
-        return list(_CACHE)
-
-
-def unload_all() -> None:
-    """Forget every loaded model (tests, memory pressure)."""
-    with _LOCK:
-        _CACHE.clear()
+def build(plan: LoadPlan, settings: Any, *, build_test_models: bool = True) -> Any:
+    """Load what `plan` names (slow: reads weights). Callers cache the result."""
+    record = plan.record
+    if not plan.device:
+        return plan.factory(record, settings)
+    path = _local_weights(record, settings, build_test_models)
+    if not record.is_test and path.is_dir() and is_test_model_dir(path):
+        # Weights built by make-test are labelled as a test model whatever id they
+        # were reached by: their output must never pass for a medical model's.
+        record = replace(record, is_test=True)
+    whash = weights_hash(path, Path(settings.data_dir).expanduser())
+    return plan.factory(record, path, device=plan.device, dtype=plan.dtype, weights_hash=whash)

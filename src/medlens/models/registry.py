@@ -7,7 +7,7 @@ feed it (preprocess, prompt format, dtype). Adding a model needs no code.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -180,7 +180,3 @@ def load_registry(settings: Any | None = None) -> Registry:
             raise ConfigError(f"Model entry without id in config: {entry}")
         records[entry["id"]] = merge_user_entry(records.get(entry["id"]), entry, test_dir)
     return Registry(list(records.values()))
-
-
-def with_overrides(record: ModelRecord, **changes: Any) -> ModelRecord:
-    return replace(record, **changes)

@@ -27,19 +27,22 @@ _CORPUS = (
 
 
 # --- tokenizers ----------------------------------------------------------------
+# Gemma 3's chat and image control tokens, in their vocabulary order.
+GEMMA_CONTROLS = (
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+)
+
+
 def gemma_small_tokenizer() -> Any:
     """A ~1k-token BPE GemmaTokenizer holding Gemma's special tokens at Gemma's names."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
     from transformers import GemmaTokenizer
 
     specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]
-    controls = [
-        "<start_of_turn>",
-        "<end_of_turn>",
-        "<start_of_image>",
-        "<end_of_image>",
-        "<image_soft_token>",
-    ]
     trainer_tok = Tokenizer(models.BPE(unk_token="<unk>"))
     trainer_tok.normalizer = normalizers.Replace(" ", "▁")
     trainer_tok.pre_tokenizer = pre_tokenizers.Split(pattern="▁", behavior="merged_with_next")
@@ -58,7 +61,7 @@ def gemma_small_tokenizer() -> Any:
         if tok not in vocab:
             vocab[tok] = len(vocab)
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in trained["merges"]]
-    for tok in controls:
+    for tok in GEMMA_CONTROLS:
         vocab[tok] = len(vocab)
     tok = GemmaTokenizer(vocab=vocab, merges=merges)
     add_gemma_controls(tok)
@@ -69,17 +72,10 @@ def add_gemma_controls(tok: Any) -> None:
     """Register Gemma 3's control tokens (ids taken from the vocab when present)."""
     from tokenizers import AddedToken
 
-    controls = [
-        "<start_of_turn>",
-        "<end_of_turn>",
-        "<start_of_image>",
-        "<end_of_image>",
-        "<image_soft_token>",
-    ]
     tok.add_special_tokens(
         {
             "additional_special_tokens": [
-                AddedToken(t, special=True, normalized=False) for t in controls
+                AddedToken(t, special=True, normalized=False) for t in GEMMA_CONTROLS
             ]
         }
     )

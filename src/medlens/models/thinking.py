@@ -38,16 +38,6 @@ def strip_thinking(text: str) -> str:
     return "".join(out)
 
 
-def split_thinking(text: str) -> tuple[str, str]:
-    """(thought, answer); thought is "" when there is none."""
-    start = text.find(THINK_START)
-    if start < 0:
-        return "", text
-    end = text.find(THINK_END, start)
-    thought = text[start + len(THINK_START) : end if end >= 0 else len(text)]
-    return thought.strip(), strip_thinking(text)
-
-
 class ThinkingFilter:
     """Streaming version of strip_thinking: feed pieces, get only answer text back.
 

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+from medlens.tasks.interpret.result import Interpretation
 
 ROW_H = 26
 LABEL_W = 190
@@ -29,26 +30,27 @@ class ScoreChart:
     bar_w: int = BAR_W
 
 
-def score_charts(interp: dict[str, Any], high: float = 0.5, mid: float = 0.2) -> list[ScoreChart]:
+def score_charts(interp: Interpretation, high: float = 0.5, mid: float = 0.2) -> list[ScoreChart]:
+    """One chart per scored image, bars sorted from the most to the least likely."""
     charts = []
-    inputs = {i.get("image_index"): i for i in (interp.get("provenance") or {}).get("inputs", [])}
-    blocks = interp.get("finding_scores") or []
+    names = {i.image_index: i.source_name for i in interp.provenance.inputs}
+    blocks = interp.finding_scores
     for block in blocks:
-        scores = sorted(block.get("scores", []), key=lambda s: -float(s["probability"]))
+        scores = sorted(block.scores, key=lambda s: -s.probability)
         bars = []
         for row, score in enumerate(scores):
-            p = float(score["probability"])
+            p = score.probability
             bars.append(
                 Bar(
-                    label=str(score["label"]),
+                    label=score.label,
                     probability=p,
                     y=row * ROW_H,
                     width=round(max(p, 0.0) * BAR_W, 1),
                     level="high" if p >= high else "mid" if p >= mid else "low",
                 )
             )
-        idx = block.get("image_index", 0)
-        name = (inputs.get(idx) or {}).get("source_name")
+        idx = block.image_index
+        name = names.get(idx)
         title = f"Image {idx + 1}" + (f" ({name})" if name else "") if len(blocks) > 1 else ""
         charts.append(ScoreChart(title=title, bars=bars, height=max(len(bars), 1) * ROW_H))
     return charts

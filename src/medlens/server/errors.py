@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from medlens.errors import MedLensError
+from medlens.server.openai_shapes import error_body
 
 log = logging.getLogger("medlens.server")
 
@@ -34,16 +35,6 @@ _HTTP_CODES = {
     500: "internal_error",
     503: "unavailable",
 }
-_OPENAI_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    415: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
 
 
 def _is_openai(request: Request) -> bool:
@@ -59,14 +50,7 @@ def error_response(
 ) -> JSONResponse:
     body: dict[str, Any]
     if _is_openai(request):
-        body = {
-            "error": {
-                "message": message,
-                "type": _OPENAI_TYPES.get(status, "server_error"),
-                "param": None,
-                "code": code,
-            }
-        }
+        body = error_body(message, code, status)
     else:
         body = {"error": {"code": code, "message": message}}
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)

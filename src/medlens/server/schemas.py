@@ -1,4 +1,4 @@
-"""Request and response models: the native API and the OpenAI-compatible subset."""
+"""Request and response models of the native API (OpenAI shapes: openai_shapes.py)."""
 
 from __future__ import annotations
 
@@ -82,60 +82,3 @@ class Health(BaseModel):
     workers: int
     queued_jobs: int
 
-
-# --- OpenAI-compatible ------------------------------------------------------------------
-class ImageURL(BaseModel):
-    url: str = Field(max_length=60_000_000, description="data:image/...;base64,... only")
-    detail: str | None = None
-
-
-class ContentPart(BaseModel):
-    type: Literal["text", "image_url"]
-    text: str | None = None
-    image_url: ImageURL | None = None
-
-
-class ChatMessageIn(BaseModel):
-    role: Literal["system", "user", "assistant"]
-    content: str | list[ContentPart]
-
-
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # clients send many optional knobs
-    model: str | None = None
-    messages: list[ChatMessageIn] = Field(min_length=1, max_length=64)
-    stream: bool = False
-    max_tokens: int | None = Field(None, ge=1, le=8192)
-    max_completion_tokens: int | None = Field(None, ge=1, le=8192)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    seed: int | None = None
-    stop: str | list[str] | None = None
-
-
-class ChoiceMessage(BaseModel):
-    role: Literal["assistant"] = "assistant"
-    content: str
-
-
-class Choice(BaseModel):
-    index: int = 0
-    message: ChoiceMessage
-    finish_reason: str
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ChatCompletion(BaseModel):
-    id: str
-    object: Literal["chat.completion"] = "chat.completion"
-    created: int
-    model: str
-    choices: list[Choice]
-    usage: Usage
-    system_fingerprint: str | None = None
-    disclaimer: str = DISCLAIMER

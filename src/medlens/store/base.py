@@ -10,7 +10,10 @@ thread pool, never on the event loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from medlens.tasks.interpret.result import Interpretation
 
 JobStatus = Literal["queued", "running", "done", "failed"]
 JobKind = Literal["interpret", "followup", "batch"]
@@ -125,9 +128,11 @@ class Store(Protocol):
         ...
 
     # interpretations -----------------------------------------------------------
-    def save_interpretation(self, study_id: str, job_id: str, data: dict[str, Any]) -> None: ...
+    def save_interpretation(self, study_id: str, job_id: str, interp: Interpretation) -> None:
+        """Insert or replace the study's interpretation (stored as its JSON)."""
+        ...
 
-    def get_interpretation(self, study_id: str) -> dict[str, Any] | None: ...
+    def get_interpretation(self, study_id: str) -> Interpretation | None: ...
 
     # conversations -------------------------------------------------------------
     def add_message(

@@ -6,6 +6,9 @@ fsynced, then renamed over the final name (and the folder is fsynced), so a cras
 either the whole file or nothing under the final name, never a torn file. The same bytes
 written twice land on the same name, which is what makes uploads idempotent.
 
+A blob may have derived files beside it, `<sha256>.<kind>` (its decoded pixels, so an
+image is decoded once), which `delete` removes with it and `iter_shas` does not list.
+
 Only de-identified bytes belong here: the store never sees the original upload.
 """
 
@@ -22,6 +25,7 @@ from pathlib import Path
 from medlens.errors import NotFound
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
+_KIND = re.compile(r"^[a-z0-9]{1,16}$")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -32,6 +36,23 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _write_atomic(final: Path, data: bytes) -> None:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=final.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp_name, 0o600)  # images are clinical data: owner-only
+        os.replace(tmp_name, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(final.parent)
 
 
 class BlobStore:
@@ -53,23 +74,28 @@ class BlobStore:
         """Store bytes (no-op when already present); returns their sha256."""
         sha = hashlib.sha256(data).hexdigest()
         final = self.path(sha)
-        if final.is_file() and final.stat().st_size == len(data):
-            return sha
-        final.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=final.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp_name, 0o600)  # images are clinical data: owner-only
-            os.replace(tmp_name, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            raise
-        _fsync_dir(final.parent)
+        if not (final.is_file() and final.stat().st_size == len(data)):
+            _write_atomic(final, data)
         return sha
+
+    def derived_path(self, sha256: str, kind: str) -> Path:
+        """Where a file derived from a blob lives (e.g. its decoded pixels): beside it,
+        named `<sha256>.<kind>`, and removed with it by `delete`."""
+        if not _KIND.match(kind):
+            raise ValueError(f"not a derived-file kind: {kind!r}")
+        base = self.path(sha256)
+        return base.with_name(f"{base.name}.{kind}")
+
+    def put_derived(self, sha256: str, kind: str, data: bytes) -> None:
+        """Store a derived file next to an existing blob (atomic, like `put`)."""
+        _write_atomic(self.derived_path(sha256, kind), data)
+
+    def read_derived(self, sha256: str, kind: str) -> bytes | None:
+        """A derived file's bytes, or None when there is none (e.g. stored before it existed)."""
+        try:
+            return self.derived_path(sha256, kind).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def read(self, sha256: str) -> bytes:
         try:
@@ -80,6 +106,9 @@ class BlobStore:
     def delete(self, sha256: str) -> bool:
         """Remove a blob; True when a file was removed. Callers check references first."""
         path = self.path(sha256)
+        for derived in path.parent.glob(f"{path.name}.*"):
+            with contextlib.suppress(FileNotFoundError):
+                derived.unlink()
         try:
             path.unlink()
         except FileNotFoundError:

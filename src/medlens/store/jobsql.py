@@ -17,6 +17,9 @@ from typing import TYPE_CHECKING, Any
 from medlens.store import rows as R
 from medlens.store.base import Job, JobStatus
 
+if TYPE_CHECKING:
+    from medlens.tasks.interpret.result import Interpretation
+
 
 class JobsSql:
     _skip_locked = ""
@@ -33,7 +36,7 @@ class JobsSql:
             self, c: Any, now: datetime, kinds: Sequence[str] | None
         ) -> str | None: ...
         def _save_interpretation(
-            self, c: Any, study_id: str, job_id: str | None, data: Any
+            self, c: Any, study_id: str, job_id: str | None, interp: Interpretation
         ) -> None: ...
         def _add_message(
             self, c: Any, study_id: str, role: str, content: str, job_id: str | None
@@ -150,7 +153,7 @@ class JobsSql:
         result: dict[str, Any] | None = None,
         *,
         worker_id: str | None = None,
-        interpretation: dict[str, Any] | None = None,
+        interpretation: Interpretation | None = None,
         messages: Sequence[tuple[str, str]] = (),
     ) -> bool:
         """Mark done and write the result, the interpretation and messages in ONE transaction.

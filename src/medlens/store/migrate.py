@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 SqliteStep = Callable[[sqlite3.Connection], None] | str
@@ -61,11 +62,6 @@ def _check_names(migrations: Sequence[tuple[str, Any]]) -> None:
         seen.add(name)
 
 
-def sqlite_applied(conn: sqlite3.Connection) -> set[str]:
-    conn.execute(_TABLE_SQL)
-    return {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
-
-
 def apply_sqlite_migrations(
     conn: sqlite3.Connection,
     migrations: Sequence[tuple[str, SqliteStep]],
@@ -85,31 +81,13 @@ def apply_sqlite_migrations(
     for name, step in migrations:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            done = conn.execute(
-                "SELECT 1 FROM schema_migrations WHERE name = ?", (name,)
-            ).fetchone()
-            if done is None:
-                if isinstance(step, str):
-                    for statement in split_sql(step):
-                        conn.execute(statement)
-                else:
-                    step(conn)
-                conn.execute(
-                    "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
-                    (name, _now()),
-                )
+            if _apply_one(conn, name, step, "?", partial(_run_sqlite_script, conn)):
                 applied.append(name)
             conn.commit()
         except BaseException:
             conn.rollback()
             raise
     return applied
-
-
-def pg_applied(conn: Any) -> set[str]:
-    with conn.transaction():
-        conn.execute(_TABLE_SQL)
-        return {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
 
 
 def apply_pg_migrations(conn: Any, migrations: Sequence[tuple[str, PgStep]]) -> list[str]:
@@ -127,19 +105,34 @@ def apply_pg_migrations(conn: Any, migrations: Sequence[tuple[str, PgStep]]) -> 
     for name, step in migrations:
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (PG_MIGRATION_LOCK_KEY,))
-            done = conn.execute(
-                "SELECT 1 FROM schema_migrations WHERE name = %s", (name,)
-            ).fetchone()
-            if done is None:
-                if isinstance(step, str):
-                    # One call: without parameters psycopg sends the script as a simple
-                    # query, so `$$` function bodies need no client-side splitting.
-                    conn.execute(step)
-                else:
-                    step(conn)
-                conn.execute(
-                    "INSERT INTO schema_migrations (name, applied_at) VALUES (%s, %s)",
-                    (name, _now()),
-                )
+            # A script is one call: without parameters psycopg sends it as a simple
+            # query, so `$$` function bodies need no client-side splitting.
+            if _apply_one(conn, name, step, "%s", conn.execute):
                 applied.append(name)
     return applied
+
+
+def _run_sqlite_script(conn: sqlite3.Connection, script: str) -> None:
+    for statement in split_sql(script):
+        conn.execute(statement)
+
+
+def _apply_one(
+    conn: Any, name: str, step: Any, mark: str, run_script: Callable[[str], object]
+) -> bool:
+    """Run `step` and record `name`, unless it is recorded already; True when it ran.
+
+    The caller holds the transaction; `mark` is the driver's parameter placeholder.
+    """
+    sql = f"SELECT 1 FROM schema_migrations WHERE name = {mark}"
+    if conn.execute(sql, (name,)).fetchone() is not None:
+        return False
+    if isinstance(step, str):
+        run_script(step)
+    else:
+        step(conn)
+    conn.execute(
+        f"INSERT INTO schema_migrations (name, applied_at) VALUES ({mark}, {mark})",
+        (name, _now()),
+    )
+    return True

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from medlens.store.migrate import PgStep, SqliteStep
 
-SQLITE_MIGRATIONS: list[tuple[str, SqliteStep]] = [
-    (
-        "store_001_initial",
-        """
+
+def _shared_tables(*, ts: str, json: str, row_id: str, job_seq: str, real: str) -> str:
+    """The tables both backends create in store_001, in the backend's column types.
+
+    Filled in, the text is exactly what each backend's store_001 always ran.
+    """
+    return f"""
         CREATE TABLE studies (
             id TEXT PRIMARY KEY,
-            created_at TEXT NOT NULL,
-            context TEXT NOT NULL,
+            created_at {ts} NOT NULL,
+            context {json} NOT NULL,
             owner_key TEXT NOT NULL DEFAULT '',
             owner TEXT,
             idempotency_key TEXT,
@@ -29,62 +32,84 @@ SQLITE_MIGRATIONS: list[tuple[str, SqliteStep]] = [
         );
         CREATE INDEX studies_created ON studies (created_at);
         CREATE TABLE images (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            id {row_id},
             study_id TEXT NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
             position INTEGER NOT NULL,
             sha256 TEXT NOT NULL,
             pixel_sha256 TEXT NOT NULL,
             format TEXT NOT NULL,
             filename TEXT NOT NULL,
-            metadata TEXT NOT NULL,
+            metadata {json} NOT NULL,
             UNIQUE (study_id, position)
         );
         CREATE INDEX images_sha256 ON images (sha256);
         CREATE TABLE interpretations (
             study_id TEXT PRIMARY KEY REFERENCES studies (id) ON DELETE CASCADE,
             job_id TEXT,
-            data TEXT NOT NULL,
-            updated_at TEXT NOT NULL
+            data {json} NOT NULL,
+            updated_at {ts} NOT NULL
         );
         CREATE TABLE messages (
             study_id TEXT NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
             seq INTEGER NOT NULL,
             role TEXT NOT NULL,
             content TEXT NOT NULL,
-            created_at TEXT NOT NULL,
+            created_at {ts} NOT NULL,
             job_id TEXT,
             PRIMARY KEY (study_id, seq)
         );
         CREATE TABLE jobs (
             id TEXT PRIMARY KEY,
-            seq INTEGER NOT NULL,
+            seq {job_seq},
             study_id TEXT REFERENCES studies (id) ON DELETE CASCADE,
             kind TEXT NOT NULL,
             status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
-            progress REAL NOT NULL DEFAULT 0,
+            progress {real} NOT NULL DEFAULT 0,
             stage TEXT NOT NULL DEFAULT '',
-            payload TEXT NOT NULL,
-            result TEXT,
+            payload {json} NOT NULL,
+            result {json},
             error TEXT,
             attempts INTEGER NOT NULL DEFAULT 0,
             max_attempts INTEGER NOT NULL DEFAULT 3,
-            created_at TEXT NOT NULL,
-            updated_at TEXT NOT NULL,
+            created_at {ts} NOT NULL,
+            updated_at {ts} NOT NULL,
             lease_owner TEXT,
-            lease_expires_at TEXT
+            lease_expires_at {ts}
         );
         CREATE INDEX jobs_claim ON jobs (status, seq);
         CREATE INDEX jobs_study ON jobs (study_id);
         CREATE TABLE audit_events (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            at TEXT NOT NULL,
+            id {row_id},
+            at {ts} NOT NULL,
             actor TEXT NOT NULL,
             action TEXT NOT NULL,
             study_id TEXT,
             outcome TEXT NOT NULL,
-            detail TEXT NOT NULL
+            detail {json} NOT NULL
         );
-        CREATE INDEX audit_study ON audit_events (study_id);
+        CREATE INDEX audit_study ON audit_events (study_id);"""
+
+
+_SQLITE_TYPES = {
+    "ts": "TEXT",
+    "json": "TEXT",
+    "row_id": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "job_seq": "INTEGER NOT NULL",
+    "real": "REAL",
+}
+_PG_TYPES = {
+    "ts": "TIMESTAMPTZ",
+    "json": "JSONB",
+    "row_id": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    "job_seq": "BIGINT GENERATED ALWAYS AS IDENTITY",
+    "real": "DOUBLE PRECISION",
+}
+
+SQLITE_MIGRATIONS: list[tuple[str, SqliteStep]] = [
+    (
+        "store_001_initial",
+        _shared_tables(**_SQLITE_TYPES)
+        + """
         CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
         BEGIN
             SELECT RAISE(ABORT, 'audit_events is append-only');
@@ -100,76 +125,8 @@ SQLITE_MIGRATIONS: list[tuple[str, SqliteStep]] = [
 PG_MIGRATIONS: list[tuple[str, PgStep]] = [
     (
         "store_001_initial",
-        """
-        CREATE TABLE studies (
-            id TEXT PRIMARY KEY,
-            created_at TIMESTAMPTZ NOT NULL,
-            context JSONB NOT NULL,
-            owner_key TEXT NOT NULL DEFAULT '',
-            owner TEXT,
-            idempotency_key TEXT,
-            image_set_hash TEXT NOT NULL,
-            UNIQUE (owner_key, image_set_hash),
-            UNIQUE (owner_key, idempotency_key)
-        );
-        CREATE INDEX studies_created ON studies (created_at);
-        CREATE TABLE images (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            study_id TEXT NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
-            position INTEGER NOT NULL,
-            sha256 TEXT NOT NULL,
-            pixel_sha256 TEXT NOT NULL,
-            format TEXT NOT NULL,
-            filename TEXT NOT NULL,
-            metadata JSONB NOT NULL,
-            UNIQUE (study_id, position)
-        );
-        CREATE INDEX images_sha256 ON images (sha256);
-        CREATE TABLE interpretations (
-            study_id TEXT PRIMARY KEY REFERENCES studies (id) ON DELETE CASCADE,
-            job_id TEXT,
-            data JSONB NOT NULL,
-            updated_at TIMESTAMPTZ NOT NULL
-        );
-        CREATE TABLE messages (
-            study_id TEXT NOT NULL REFERENCES studies (id) ON DELETE CASCADE,
-            seq INTEGER NOT NULL,
-            role TEXT NOT NULL,
-            content TEXT NOT NULL,
-            created_at TIMESTAMPTZ NOT NULL,
-            job_id TEXT,
-            PRIMARY KEY (study_id, seq)
-        );
-        CREATE TABLE jobs (
-            id TEXT PRIMARY KEY,
-            seq BIGINT GENERATED ALWAYS AS IDENTITY,
-            study_id TEXT REFERENCES studies (id) ON DELETE CASCADE,
-            kind TEXT NOT NULL,
-            status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'done', 'failed')),
-            progress DOUBLE PRECISION NOT NULL DEFAULT 0,
-            stage TEXT NOT NULL DEFAULT '',
-            payload JSONB NOT NULL,
-            result JSONB,
-            error TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            max_attempts INTEGER NOT NULL DEFAULT 3,
-            created_at TIMESTAMPTZ NOT NULL,
-            updated_at TIMESTAMPTZ NOT NULL,
-            lease_owner TEXT,
-            lease_expires_at TIMESTAMPTZ
-        );
-        CREATE INDEX jobs_claim ON jobs (status, seq);
-        CREATE INDEX jobs_study ON jobs (study_id);
-        CREATE TABLE audit_events (
-            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            at TIMESTAMPTZ NOT NULL,
-            actor TEXT NOT NULL,
-            action TEXT NOT NULL,
-            study_id TEXT,
-            outcome TEXT NOT NULL,
-            detail JSONB NOT NULL
-        );
-        CREATE INDEX audit_study ON audit_events (study_id);
+        _shared_tables(**_PG_TYPES)
+        + """
         CREATE FUNCTION medlens_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             RAISE EXCEPTION 'audit_events is append-only';

@@ -25,6 +25,7 @@ from medlens.store.base import (
 )
 from medlens.store.blobs import BlobStore
 from medlens.store.jobsql import JobsSql
+from medlens.tasks.interpret.result import Interpretation
 
 log = logging.getLogger(__name__)
 
@@ -254,25 +255,29 @@ class SqlStore(JobsSql):
             return deleted > 0
 
     # --- interpretations -----------------------------------------------------
-    def _save_interpretation(self, c: Any, study_id: str, job_id: str | None, data: Any) -> None:
+    def _save_interpretation(
+        self, c: Any, study_id: str, job_id: str | None, interp: Interpretation
+    ) -> None:
+        # Python-mode dump, so the strict JSON encoder still refuses NaN/Infinity (json
+        # mode would silently turn them into null and the row would no longer validate).
         now = self._ts(self._now(c))
         c.execute(
             "INSERT INTO interpretations (study_id, job_id, data, updated_at) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (study_id) DO UPDATE SET job_id = excluded.job_id,"
             " data = excluded.data, updated_at = excluded.updated_at",
-            (study_id, job_id, self._json_in(data), now),
+            (study_id, job_id, self._json_in(interp.model_dump()), now),
         )
 
-    def save_interpretation(self, study_id: str, job_id: str, data: dict[str, Any]) -> None:
+    def save_interpretation(self, study_id: str, job_id: str, interp: Interpretation) -> None:
         with self._write() as c:
-            self._save_interpretation(c, study_id, job_id, data)
+            self._save_interpretation(c, study_id, job_id, interp)
 
-    def get_interpretation(self, study_id: str) -> dict[str, Any] | None:
+    def get_interpretation(self, study_id: str) -> Interpretation | None:
         with self._read() as c:
             row = c.execute(
                 "SELECT data FROM interpretations WHERE study_id = ?", (study_id,)
             ).fetchone()
-            return self._json_out(row[0]) if row else None
+        return Interpretation.model_validate(self._json_out(row[0])) if row else None
 
     # --- conversations -------------------------------------------------------
     def _add_message(

@@ -11,13 +11,12 @@ import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from medlens.errors import BackendUnavailable, ConfigError
+from medlens.errors import ConfigError
 
 if TYPE_CHECKING:
-    from medlens.config import Settings
     from medlens.imaging.types import IngestedImage
     from medlens.models.protocols import Encoder, ImagePart
-    from medlens.models.registry import ModelRecord, PreprocessSpec
+    from medlens.models.registry import PreprocessSpec
 
 
 def encoder_id(encoder: Encoder) -> str:
@@ -45,20 +44,18 @@ def image_parts(images: Sequence[IngestedImage], spec: PreprocessSpec | None) ->
     ]
 
 
-def resolve_encoder_record(settings: Settings, model: str | None) -> ModelRecord:
-    from medlens.models.registry import load_registry
+class EncoderParts:
+    """Images preprocessed for one encoder, each once per interpretation: the gate and the
+    finding scores take the same `ImagePart` (same key), so the encoder's embedding cache
+    serves the second and the image tower runs once per image."""
 
-    return load_registry(settings).resolve(model or settings.encoder, kind="encoder")
+    def __init__(self, spec: PreprocessSpec | None) -> None:
+        self.spec = spec
+        self._parts: dict[str, ImagePart] = {}
 
-
-def load_encoder_for(settings: Settings, model: str | None) -> tuple[Encoder, ModelRecord]:
-    """The encoder named by `model` (or settings.encoder) and its registry record."""
-    record = resolve_encoder_record(settings, model)
-    try:
-        from medlens.models.loader import load_encoder
-    except ImportError as exc:  # the backend module is optional (hf extra)
-        raise BackendUnavailable(
-            "No encoder backend is available (medlens.models.loader); "
-            "install the extra with `pip install medlens[hf]`."
-        ) from exc
-    return load_encoder(record, settings), record
+    def __call__(self, images: Sequence[IngestedImage]) -> list[ImagePart]:
+        todo = [img for img in images if img.pixel_sha256 not in self._parts]
+        if todo:
+            for img, part in zip(todo, image_parts(todo, self.spec), strict=True):
+                self._parts[img.pixel_sha256] = part
+        return [self._parts[img.pixel_sha256] for img in images]

@@ -95,13 +95,6 @@ def load_prompt(name: str) -> PromptTemplate:
     )
 
 
-def available_prompts() -> list[str]:
-    folder = resources.files("medlens.tasks.prompts")
-    return sorted(
-        p.name[:-5].replace("_", "-") for p in folder.iterdir() if p.name.endswith(".toml")
-    )
-
-
 def sanitize_untrusted(text: str, limit: int = MAX_FIELD_CHARS) -> str:
     """Untrusted text made safe to sit inside the data section (never instructions)."""
     text = _CONTROL.sub(" ", str(text))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from medlens.errors import ConfigError
+from medlens.models.protocols import BackendInfo
 
 _FP16_NAMES = {"float16", "fp16", "half", "torch.float16"}
 _DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float32": "float32", "fp32": "float32"}
@@ -103,3 +104,17 @@ def configure_threads() -> int:
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
     return n
+
+
+def transformers_info(record: Any, *, weights_hash: str, dtype: str, device: str) -> BackendInfo:
+    """What a model loaded with transformers reports about itself (provenance)."""
+    return BackendInfo(
+        model_id=record.id,
+        backend="transformers",
+        source=record.source,
+        revision=record.revision,
+        weights_hash=weights_hash,
+        dtype=dtype,
+        device=device,
+        is_test=record.is_test,
+    )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from medlens.errors import ConfigError
-from medlens.models.backends.torch_runtime import configure_threads, torch_dtype
+from medlens.models.backends.torch_runtime import configure_threads, torch_dtype, transformers_info
 from medlens.models.protocols import BackendInfo, ImagePart
 
 EMBED_CACHE_SIZE = 4096  # image embeddings are small (dim floats): keep many
@@ -131,14 +131,5 @@ def load_encoder(
 
     fast_vision_attention(model)  # CPU: the image tower's attention on the compiled kernel
     processor = AutoProcessor.from_pretrained(path)
-    info = BackendInfo(
-        model_id=record.id,
-        backend="transformers",
-        source=record.source,
-        revision=record.revision,
-        weights_hash=weights_hash,
-        dtype=dtype,
-        device=device,
-        is_test=record.is_test,
-    )
+    info = transformers_info(record, weights_hash=weights_hash, dtype=dtype, device=device)
     return TransformersEncoder(model, processor, info)

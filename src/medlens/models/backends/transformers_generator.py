@@ -12,12 +12,18 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medlens.errors import ConfigError, GenerationError
 from medlens.models.backends.gemma_tokens import eos_ids, hidden_special_ids, sanitise_user_text
-from medlens.models.backends.torch_runtime import configure_threads, torch_dtype
+from medlens.models.backends.torch_runtime import (
+    configure_threads,
+    torch_dtype,
+    transformers_info,
+)
+from medlens.models.backends.transformers_scoring import loglikelihood, pick_token
 from medlens.models.chat_template import GEMMA3_CHAT_TEMPLATE
 from medlens.models.protocols import (
     BackendInfo,
@@ -140,66 +146,26 @@ class TransformersGenerator:
         self, messages: Sequence[ChatMessage], config: GenerationConfig, stats: GenerationStats
     ) -> Iterator[str]:
         import torch
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-        from medlens.models.fastpath.decode import growing_cache
 
         t0 = time.perf_counter()
+        clock = _Clock(t0)
         ids, images = self.build_prompt(messages)
         stats.prompt_tokens = len(ids)
         max_new = self._room(len(ids), config.max_new_tokens)
         stats.timings["tokenize"] = time.perf_counter() - t0
         input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        kwargs: dict[str, Any] = {}
-        if images:
-            t = time.perf_counter()
-            feats = self._image_features(images, stats)
-            stats.timings["vision_encode"] = time.perf_counter() - t
-            kwargs["mm_encoder_outputs"] = {
-                "image": BaseModelOutputWithPooling(pooler_output=feats[None])
-            }
-            # Gemma 3 attends bidirectionally within each image block during prefill.
-            kwargs["token_type_ids"] = (input_ids == self.model.config.image_token_id).long()
-        else:
-            stats.timings["vision_encode"] = 0.0
+        kwargs = self._image_inputs(input_ids, images, stats)
         generator = None
         if config.temperature > 0:
             generator = torch.Generator(device=self.device)
             generator.manual_seed(config.seed if config.seed is not None else 0)
-
-        # Appends K/V in place (the default cache re-copies all of it every token).
-        cache = growing_cache(self.model.config.get_text_config())
-        out_ids: list[int] = []
         detok = IncrementalDetokenizer(self._decode)
         stopper = StopStringBuffer(config.stop)
         thinking = ThinkingFilter()
+        out_ids: list[int] = []
         stats.finish_reason = "length"
-        t_prefill = time.perf_counter()
-        t_decode = None
         with torch.inference_mode():
-            logits = self.model(
-                input_ids=input_ids,
-                attention_mask=torch.ones_like(input_ids),
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-                **kwargs,
-            ).logits[0, -1]
-            if not bool(torch.isfinite(logits).any()):
-                raise GenerationError(
-                    "The model produced NaN/inf scores (numerical failure). Run it in "
-                    "bfloat16 or float32, never float16."
-                )
-            for step in range(max_new):
-                token = self._pick(logits, config, step, generator)
-                if step == 0:
-                    now = time.perf_counter()
-                    stats.timings["prefill"] = now - t_prefill
-                    stats.timings["first_token"] = now - t0
-                    t_decode = now
-                if token in self.eos_ids:
-                    stats.finish_reason = "stop"
-                    break
+            for token in self._tokens(input_ids, kwargs, max_new, config, generator, stats, clock):
                 out_ids.append(token)
                 stats.output_tokens = len(out_ids)
                 piece, hit = stopper.feed(detok.add(token))
@@ -209,33 +175,86 @@ class TransformersGenerator:
                 if hit:
                     stats.finish_reason = "stop_string"
                     break
-                if step + 1 == max_new:
-                    break
-                if self._step is not None:  # same maths, less per-token overhead (CPU)
-                    logits = self._step(token, cache)
-                else:
-                    logits = self.model(
-                        input_ids=torch.tensor([[token]], device=self.device),
-                        past_key_values=cache,
-                        use_cache=True,
-                    ).logits[0, -1]
         if stats.finish_reason != "stop_string":
             stopper.feed(detok.finish())
             rest = thinking.feed(stopper.flush()) + thinking.flush()
-            if rest:
-                yield rest
         else:
-            tail = thinking.flush()
-            if tail:
-                yield tail
+            rest = thinking.flush()
+        if rest:
+            yield rest
         self.last_output_ids = list(out_ids)  # for tests/debugging (calls are serialised)
-        end = time.perf_counter()
-        stats.timings["decode"] = end - t_decode if t_decode is not None else 0.0
-        stats.timings["total"] = end - t0
-        if stats.output_tokens > 1 and stats.timings["decode"] > 0:
-            stats.timings["decode_tokens_per_s"] = (stats.output_tokens - 1) / stats.timings[
-                "decode"
-            ]
+        clock.finish(stats)
+
+    def _image_inputs(
+        self, input_ids: Any, images: Sequence[ImagePart], stats: GenerationStats
+    ) -> dict[str, Any]:
+        """Prefill keyword arguments that carry the (cached) image features."""
+        if not images:
+            stats.timings["vision_encode"] = 0.0
+            return {}
+        from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+        t = time.perf_counter()
+        feats = self._image_features(images, stats)
+        stats.timings["vision_encode"] = time.perf_counter() - t
+        return {
+            "mm_encoder_outputs": {"image": BaseModelOutputWithPooling(pooler_output=feats[None])},
+            # Gemma 3 attends bidirectionally within each image block during prefill.
+            "token_type_ids": (input_ids == self.model.config.image_token_id).long(),
+        }
+
+    def _tokens(
+        self,
+        input_ids: Any,
+        kwargs: dict[str, Any],
+        max_new: int,
+        config: GenerationConfig,
+        generator: Any,
+        stats: GenerationStats,
+        clock: _Clock,
+    ) -> Iterator[int]:
+        """Prefill, then yield up to `max_new` tokens; stops at end-of-sequence."""
+        import torch
+
+        from medlens.models.fastpath.decode import growing_cache
+
+        # Appends K/V in place (the default cache re-copies all of it every token).
+        cache = growing_cache(self.model.config.get_text_config())
+        t_prefill = time.perf_counter()
+        logits = self.model(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **kwargs,
+        ).logits[0, -1]
+        if not bool(torch.isfinite(logits).any()):
+            raise GenerationError(
+                "The model produced NaN/inf scores (numerical failure). Run it in "
+                "bfloat16 or float32, never float16."
+            )
+        for step in range(max_new):
+            token = pick_token(logits, self._banned, self.eos_ids, config, step, generator)
+            if step == 0:
+                now = time.perf_counter()
+                stats.timings["prefill"] = now - t_prefill
+                stats.timings["first_token"] = now - clock.start
+                clock.decode_start = now
+            if token in self.eos_ids:
+                stats.finish_reason = "stop"
+                return
+            yield token
+            if step + 1 == max_new:
+                return
+            if self._step is not None:  # same maths, less per-token overhead (CPU)
+                logits = self._step(token, cache)
+            else:
+                logits = self.model(
+                    input_ids=torch.tensor([[token]], device=self.device),
+                    past_key_values=cache,
+                    use_cache=True,
+                ).logits[0, -1]
 
     def _room(self, prompt_len: int, wanted: int) -> int:
         """New tokens that fit the model's context after this prompt (clear error if none)."""
@@ -253,86 +272,33 @@ class TransformersGenerator:
         kept = [i for i in out_ids if i not in self._skip_ids]
         return self.tokenizer.decode(kept, skip_special_tokens=False)
 
-    def _pick(self, logits: Any, config: GenerationConfig, step: int, generator: Any) -> int:
-        import torch
-
-        logits = logits.float()
-        if self._banned.numel():
-            logits[self._banned] = float("-inf")
-        if step < config.min_new_tokens:
-            logits[list(self.eos_ids)] = float("-inf")
-        if config.temperature <= 0:
-            return int(torch.argmax(logits))
-        probs = torch.softmax(logits / config.temperature, dim=-1)
-        if config.top_p < 1.0:
-            sorted_p, order = torch.sort(probs, descending=True)
-            keep = torch.cumsum(sorted_p, dim=-1) - sorted_p < config.top_p
-            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
-            probs = probs / probs.sum()
-        return int(torch.multinomial(probs, 1, generator=generator))
-
     # --- scoring -------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def loglikelihood(self, context: str, continuations: Sequence[str]) -> list[float]:
-        """Sum of log p(continuation tokens | context), raw text (no chat template).
-
-        The shared context is run once (KV cache); each continuation then costs only
-        its own tokens, and only their logits are materialised (262k-wide rows).
-        """
-        import copy
-
-        import torch
-
-        ctx_ids = self.tokenizer(context, add_special_tokens=True)["input_ids"]
-        prefixes: dict[tuple[int, ...], tuple[Any, Any]] = {}
-        scores: list[float] = []
-        with self._lock, torch.inference_mode():
-            for cont in continuations:
-                whole = self.tokenizer(context + cont, add_special_tokens=True)["input_ids"]
-                # Tokens may merge across the boundary: score what follows the context's
-                # longest common prefix (lm-eval-harness convention).
-                n = 0
-                while n < min(len(ctx_ids), len(whole)) and ctx_ids[n] == whole[n]:
-                    n += 1
-                n = max(1, n)
-                if n >= len(whole):
-                    scores.append(0.0)
-                    continue
-                prefix = tuple(whole[:n])
-                if prefix not in prefixes:
-                    prefixes[prefix] = self._prefill_text(list(prefix))
-                cache, last = prefixes[prefix]
-                target = torch.tensor(whole[n:], device=self.device)
-                rows = [last[None]]
-                if len(whole) - n > 1:
-                    out = self.model(
-                        input_ids=target[None, :-1],
-                        past_key_values=copy.deepcopy(cache),
-                        use_cache=True,
-                    ).logits[0]
-                    rows.append(out)
-                logp = torch.log_softmax(torch.cat(rows).float(), dim=-1)
-                scores.append(float(logp.gather(1, target[:, None]).sum()))
-        return scores
-
-    def _prefill_text(self, ids: list[int]) -> tuple[Any, Any]:
-        """(KV cache, next-token logits) after a text-only prompt."""
-        import torch
-        from transformers import DynamicCache
-
-        cache = DynamicCache(config=self.model.config.get_text_config())
-        logits = self.model(
-            input_ids=torch.tensor([ids], device=self.device),
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        ).logits[0, -1]
-        return cache, logits
+        """Sum of log p(continuation tokens | context), raw text (no chat template)."""
+        with self._lock:
+            return loglikelihood(self.model, self.tokenizer, self.device, context, continuations)
 
     def clear_image_cache(self) -> None:
         self._image_cache.clear()
+
+
+@dataclass
+class _Clock:
+    """When a generation started and when its decoding (after the first token) began."""
+
+    start: float
+    decode_start: float | None = None
+
+    def finish(self, stats: GenerationStats) -> None:
+        end = time.perf_counter()
+        decode = end - self.decode_start if self.decode_start is not None else 0.0
+        stats.timings["decode"] = decode
+        stats.timings["total"] = end - self.start
+        if stats.output_tokens > 1 and decode > 0:
+            stats.timings["decode_tokens_per_s"] = (stats.output_tokens - 1) / decode
 
 
 def load_generator(
@@ -379,16 +345,8 @@ def load_generator(
         from medlens.models.fastpath.decode import use_packed_attention
 
         use_packed_attention(model.config.get_text_config())
-    info = BackendInfo(
-        model_id=record.id,
-        backend="transformers",
-        source=record.source,
-        revision=record.revision,
-        weights_hash=weights_hash,
-        dtype=dtype if quantized == "none" else f"{dtype}+{quantized}",
-        device=device,
-        is_test=record.is_test,
-    )
+    shown_dtype = dtype if quantized == "none" else f"{dtype}+{quantized}"
+    info = transformers_info(record, weights_hash=weights_hash, dtype=shown_dtype, device=device)
     return TransformersGenerator(model, processor, info)
 
 

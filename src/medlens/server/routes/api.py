@@ -11,7 +11,6 @@ from starlette.datastructures import FormData
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from medlens.errors import MedLensError, NotFound
-from medlens.server import fhir_report
 from medlens.server.deps import api_actor, audit, get_state
 from medlens.server.schemas import (
     FollowupAccepted,
@@ -26,6 +25,7 @@ from medlens.server.security import Actor
 from medlens.server.services import render, studies
 from medlens.server.sse import job_events
 from medlens.server.state import ServerState
+from medlens.tasks.interpret.fhir import to_diagnostic_report
 
 router = APIRouter(prefix="/v1", tags=["studies"])
 ActorDep = Annotated[Actor, Depends(api_actor)]
@@ -218,8 +218,8 @@ async def get_interpretation(
 
     def work() -> dict[str, Any]:
         study = studies.get_study(state, study_id)
-        data = state.store.get_interpretation(study.id)
-        if data is None:
+        interp = state.store.get_interpretation(study.id)
+        if interp is None:
             job = studies.latest_job(state, study.id, "interpret")
             audit(
                 state, actor, "export" if fhir else "view", study_id=study.id, outcome="not_ready"
@@ -233,8 +233,8 @@ async def get_interpretation(
             detail={"format": "fhir" if fhir else "json"},
         )
         if fhir:
-            return fhir_report.to_diagnostic_report(data, study_created=study.created_at)
-        return data
+            return to_diagnostic_report(interp, study_created=study.created_at)
+        return interp.model_dump(mode="json")
 
     body = await run_in_threadpool(work)
     return JSONResponse(body, media_type="application/fhir+json" if fhir else None)
@@ -271,9 +271,7 @@ async def get_image(
         image = next((i for i in study.images if i.position == position), None)
         if image is None:
             raise NotFound(f"Study {study_id} has no image {position}.")
-        return render.render_png(
-            state.store.blobs.read(image.sha256), image.format, center=wc, width=ww
-        )
+        return render.render_png(state.store.blobs, image, center=wc, width=ww)
 
     png = await run_in_threadpool(work)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
@@ -288,9 +286,7 @@ async def get_window(study_id: str, position: int, actor: ActorDep, state: State
         image = next((i for i in study.images if i.position == position), None)
         if image is None:
             raise NotFound(f"Study {study_id} has no image {position}.")
-        if image.format != "dicom":
-            return None
-        return render.dicom_window_defaults(state.store.blobs.read(image.sha256))
+        return render.window_defaults(state.store.blobs, image)
 
     return await run_in_threadpool(work)
 

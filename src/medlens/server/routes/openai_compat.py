@@ -12,11 +12,16 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from medlens.disclaimer import DISCLAIMER
 from medlens.errors import MedLensError
-from medlens.jobs.handlers import shared_models
+from medlens.models.session import configured_id, default_session
 from medlens.server.deps import api_actor, audit, get_state
-from medlens.server.schemas import ChatCompletion, ChatCompletionRequest
+from medlens.server.openai_shapes import (
+    ChatCompletion,
+    ChatCompletionRequest,
+    ModelCard,
+    ModelList,
+    error_body,
+)
 from medlens.server.security import Actor
 from medlens.server.services import chat
 from medlens.server.state import ServerState
@@ -34,15 +39,10 @@ def _semaphore(state: ServerState) -> threading.BoundedSemaphore:
 @router.get("/models")
 async def list_models(
     actor: Annotated[Actor, Depends(api_actor)], state: Annotated[ServerState, Depends(get_state)]
-) -> dict[str, Any]:
+) -> ModelList:
     """OpenAI-compatible model list: the generator this server answers with."""
-    from medlens.jobs.handlers import model_ids
-
-    generator, _encoder = await run_in_threadpool(model_ids, state.settings)
-    return {
-        "object": "list",
-        "data": [{"id": generator, "object": "model", "created": 0, "owned_by": "medlens"}],
-    }
+    generator = await run_in_threadpool(configured_id, state.settings, "generator")
+    return ModelList(data=[ModelCard(id=generator)])
 
 
 @router.post(
@@ -62,30 +62,30 @@ async def chat_completions(
     await run_in_threadpool(audit, state, actor, "chat", detail={"stream": req.stream})
     if not req.stream:
 
-        def work() -> dict[str, Any]:
+        def work() -> ChatCompletion:
             with sem:
-                gen = shared_models(settings).generator
-                return chat.run(req, gen, settings)
+                gen = default_session().generator(settings=settings)
+                return chat.run(chat.prepare(req, gen, settings), gen)
 
         body = await run_in_threadpool(work)
-        return JSONResponse({**body, "disclaimer": DISCLAIMER})
+        return JSONResponse(body.model_dump(mode="json"))
 
-    # Validate and load before the 200 goes out, so errors still get a proper status.
-    def prepare() -> Any:
-        gen = shared_models(settings).generator
-        chat.build_messages(req, gen, settings)
-        return gen
+    # Validate, decode and load before the 200 goes out, so errors still get a proper
+    # status; the stream then runs from these very inputs.
+    def prepare() -> tuple[Any, chat.PreparedChat]:
+        gen = default_session().generator(settings=settings)
+        return gen, chat.prepare(req, gen, settings)
 
-    generator = await run_in_threadpool(prepare)
+    generator, prepared = await run_in_threadpool(prepare)
     return StreamingResponse(
-        _sse(req, generator, state, sem),
+        _sse(prepared, generator, sem),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _sse(
-    req: ChatCompletionRequest, generator: Any, state: ServerState, sem: threading.BoundedSemaphore
+    prepared: chat.PreparedChat, generator: Any, sem: threading.BoundedSemaphore
 ) -> AsyncIterator[bytes]:
     """Run the blocking generator in a thread; hand chunks to the event loop via a queue."""
     loop = asyncio.get_running_loop()
@@ -96,7 +96,7 @@ async def _sse(
     def produce() -> None:
         try:
             with sem:
-                for item in chat.stream_chunks(req, generator, state.settings):
+                for item in chat.stream_chunks(prepared, generator):
                     if stop.is_set():
                         return
                     asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
@@ -116,17 +116,10 @@ async def _sse(
                 break
             if isinstance(item, Exception):
                 message = item.message if isinstance(item, MedLensError) else "generation failed"
-                err = {
-                    "error": {
-                        "message": message,
-                        "type": "server_error",
-                        "param": None,
-                        "code": getattr(item, "code", "internal_error"),
-                    }
-                }
+                err = error_body(message, getattr(item, "code", "internal_error"))
                 yield f"data: {json.dumps(err)}\n\n".encode()
                 break
-            yield f"data: {json.dumps(item, ensure_ascii=False)}\n\n".encode()
+            yield f"data: {item.model_dump_json()}\n\n".encode()
         yield b"data: [DONE]\n\n"
     finally:
         stop.set()

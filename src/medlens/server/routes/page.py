@@ -109,12 +109,13 @@ async def index(request: Request, state: ServerState = Depends(get_state)) -> Re
     def work() -> list[Any]:
         rows = []
         for study in state.store.list_studies(limit=100):
-            interp = state.store.get_interpretation(study.id) or {}
+            interp = state.store.get_interpretation(study.id)
+            urgency = interp.urgency if interp is not None else None
             rows.append(
                 {
                     "study": studies.study_out(state, study),
-                    "urgency": (interp.get("urgency") or {}).get("level"),
-                    "refused": interp.get("status") == "refused",
+                    "urgency": urgency.level if urgency is not None else None,
+                    "refused": interp is not None and interp.status == "refused",
                 }
             )
         return rows
@@ -160,7 +161,7 @@ async def study_page(
             "job": job,
             "followup": followup if followup and followup.status in ("queued", "running") else None,
             "messages": state.store.list_messages(study.id),
-            "charts": charts.score_charts(interp) if interp else [],
+            "charts": charts.score_charts(interp) if interp is not None else [],
         }
 
     data = await run_in_threadpool(work)

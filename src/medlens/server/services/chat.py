@@ -13,11 +13,21 @@ import binascii
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from medlens.config import Settings
 from medlens.errors import InvalidImage, MedLensError
-from medlens.server.schemas import ChatCompletionRequest
+from medlens.server.openai_shapes import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChoiceMessage,
+    ChunkChoice,
+    Usage,
+    finish_reason,
+)
 
 MAX_IMAGES = 8
 
@@ -97,58 +107,64 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
 
-def run(req: ChatCompletionRequest, generator: Any, settings: Settings) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PreparedChat:
+    """A request turned into model inputs, once: images decoded and preprocessed, the
+    config resolved. Built before a stream's 200 goes out (so bad input still gets its
+    error status) and then streamed from as is."""
+
+    messages: list[Any]  # ChatMessage
+    config: Any  # GenerationConfig
+    model: str
+    fingerprint: str | None
+
+
+def prepare(req: ChatCompletionRequest, generator: Any, settings: Settings) -> PreparedChat:
+    return PreparedChat(
+        messages=build_messages(req, generator, settings),
+        config=generation_config(req, settings),
+        model=generator.info.model_id,
+        fingerprint=generator.info.weights_hash[:16] or None,
+    )
+
+
+def run(prepared: PreparedChat, generator: Any) -> ChatCompletion:
     from medlens.models.protocols import GenerationStats
 
-    messages = build_messages(req, generator, settings)
     stats = GenerationStats()
-    text = "".join(generator.stream(messages, generation_config(req, settings), stats))
-    return {
-        "id": completion_id(),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": generator.info.model_id,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": _finish(stats.finish_reason),
-            }
+    text = "".join(generator.stream(prepared.messages, prepared.config, stats))
+    return ChatCompletion(
+        id=completion_id(),
+        created=int(time.time()),
+        model=prepared.model,
+        choices=[
+            Choice(
+                message=ChoiceMessage(content=text),
+                finish_reason=finish_reason(stats.finish_reason),
+            )
         ],
-        "usage": {
-            "prompt_tokens": stats.prompt_tokens,
-            "completion_tokens": stats.output_tokens,
-            "total_tokens": stats.prompt_tokens + stats.output_tokens,
-        },
-        "system_fingerprint": generator.info.weights_hash[:16] or None,
-    }
+        usage=Usage(
+            prompt_tokens=stats.prompt_tokens,
+            completion_tokens=stats.output_tokens,
+            total_tokens=stats.prompt_tokens + stats.output_tokens,
+        ),
+        system_fingerprint=prepared.fingerprint,
+    )
 
 
-def _finish(reason: str) -> str:
-    return "length" if reason in ("length", "max_new_tokens") else "stop"
-
-
-def stream_chunks(
-    req: ChatCompletionRequest, generator: Any, settings: Settings
-) -> Iterator[dict[str, Any]]:
-    """OpenAI `chat.completion.chunk` objects (the caller adds `data:` framing and [DONE])."""
+def stream_chunks(prepared: PreparedChat, generator: Any) -> Iterator[ChatCompletionChunk]:
+    """The completion as chunks: the role first, then text pieces, then the finish."""
     from medlens.models.protocols import GenerationStats
 
-    messages = build_messages(req, generator, settings)
     stats = GenerationStats()
-    cid, created, model = completion_id(), int(time.time()), generator.info.model_id
+    cid, created = completion_id(), int(time.time())
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return {
-            "id": cid,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-        }
+    def chunk(delta: dict[str, str], finish: str | None = None) -> ChatCompletionChunk:
+        choice = ChunkChoice(delta=delta, finish_reason=finish)
+        return ChatCompletionChunk(id=cid, created=created, model=prepared.model, choices=[choice])
 
     yield chunk({"role": "assistant", "content": ""})
-    for piece in generator.stream(messages, generation_config(req, settings), stats):
+    for piece in generator.stream(prepared.messages, prepared.config, stats):
         if piece:
             yield chunk({"content": piece})
-    yield chunk({}, _finish(stats.finish_reason))
+    yield chunk({}, finish_reason(stats.finish_reason))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medlens.config import Settings
+from medlens.models.registry import ModelKind
+from medlens.models.session import configured_ids, default_session
 
 HOW_TO_GET_WEIGHTS = (
     "MedGemma and MedSigLIP are gated: accept the Health AI Developer Foundations terms on "
@@ -23,24 +25,18 @@ class ModelStatus:
     message: str
 
 
-def _available(model: str, settings: Settings) -> bool:
+def _available(settings: Settings, kind: ModelKind) -> bool:
     try:
         from medlens.models.hub import local_status
-        from medlens.models.loader import resolve_record
 
-        kind = "encoder" if model == settings.encoder else "generator"
-        return local_status(resolve_record(model, settings, kind)).available  # type: ignore[arg-type]
+        return local_status(default_session().record(settings, None, kind)).available
     except Exception:  # any config problem means "not ready", said on the page
         return False
 
 
 def model_status(settings: Settings) -> ModelStatus:
+    gen, enc = configured_ids(settings)
     if settings.demo:
-        from medlens.jobs.handlers import model_ids
-
-        gen, enc = model_ids(settings)
         return ModelStatus(True, gen, enc, "Demo mode: test models.")
-    ready = _available(settings.generator, settings) and _available(settings.encoder, settings)
-    return ModelStatus(
-        ready, settings.generator, settings.encoder, "" if ready else HOW_TO_GET_WEIGHTS
-    )
+    ready = _available(settings, "generator") and _available(settings, "encoder")
+    return ModelStatus(ready, gen, enc, "" if ready else HOW_TO_GET_WEIGHTS)

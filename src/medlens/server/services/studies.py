@@ -6,11 +6,11 @@ import re
 from typing import Any
 
 from medlens.errors import InvalidImage, MedLensError, NotFound
+from medlens.jobs import intake
 from medlens.server.schemas import ImageOut, JobOut, MessageOut, StudyOut
 from medlens.server.security import Actor
-from medlens.server.services.intake import prepare
 from medlens.server.state import ServerState
-from medlens.store.base import Job, Message, NewImage, Study
+from medlens.store.base import Job, Message, Study
 
 MAX_FILES = 16
 MAX_QUEUED_JOBS = 200  # beyond this, new work is refused (429) so the queue stays bounded
@@ -82,40 +82,20 @@ def upload(
     for name, data in files:
         if not data:
             raise InvalidImage(f"{name or 'file'}: the file is empty.")
-        prepared.append(prepare(data, name, state.settings))
-    images = [
-        NewImage(**{**p.new.__dict__, "data": p.data}) if _accepts_data() else p.new
-        for p in prepared
-    ]
-    if not _accepts_data():
-        for p in prepared:
-            state.store.blobs.put(p.data)
+        prepared.append(intake.prepare(data, name, state.settings))
     # Checked before anything is written, so a refused upload leaves no study without a job.
     check_queue(state)
     owner = actor.name if actor.kind == "token" else None
-    study, created = state.store.create_study(
-        images, context, idempotency_key=idempotency_key, owner=owner
+    sub = intake.submit_study(
+        state.store, prepared, context, idempotency_key=idempotency_key, owner=owner
     )
-    job = latest_job(state, study.id, "interpret")
-    needs_job = created or (
-        state.store.get_interpretation(study.id) is None and (job is None or job.status == "failed")
-    )
-    if needs_job:
-        job = state.store.enqueue_job(
-            "interpret", {"language": context.get("language")}, study_id=study.id
-        )
+    if sub.queued:
         state.wake_runner()
-    return study, created, job
-
-
-def _accepts_data() -> bool:
-    return "data" in getattr(NewImage, "__dataclass_fields__", {})
+    return sub.study, sub.created, sub.job
 
 
 def latest_job(state: ServerState, study_id: str, kind: str | None = None) -> Job | None:
-    jobs = state.store.list_jobs(study_id=study_id, limit=1000)
-    jobs = [j for j in jobs if kind is None or j.kind == kind]
-    return max(jobs, key=lambda j: (j.created_at, j.id)) if jobs else None
+    return intake.latest_job(state.store, study_id, kind)
 
 
 def get_study(state: ServerState, study_id: str) -> Study:
@@ -180,7 +160,7 @@ def ask_followup(
     interp = state.store.get_interpretation(study.id)
     if interp is None:
         raise BadRequest("The report is not ready yet; ask again when it has finished.")
-    if interp.get("status") == "refused":
+    if interp.status == "refused":
         raise BadRequest(
             "This study has no report (its images were refused), so there is nothing to ask about."
         )
@@ -197,3 +177,5 @@ def delete_study(state: ServerState, study_id: str) -> None:
     study = get_study(state, study_id)
     if not state.store.delete_study(study.id):
         raise NotFound(f"No study {study_id!r}.")
+    for img in study.images:  # its decoded pixels leave memory too
+        intake.DECODED.discard(img.sha256)

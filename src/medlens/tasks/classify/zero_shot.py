@@ -1,5 +1,9 @@
 """Zero-shot classification with an image/text encoder (MedSigLIP) and label sets as data.
 
+The one zero-shot implementation in MedLens: `medlens classify`, the evaluation, the
+interpreter's finding scores and its image gate (`image-kind` set) all come through
+`zero_shot` (images) or `zero_shot_embeddings` (embeddings already computed).
+
 A label set is a TOML (or JSON) file: each label has several positive prompt templates
 and, for multi-label sets, negative ones. Prompts of a label are embedded, each
 L2-normalised, averaged and re-normalised (prompt ensembling in embedding space).
@@ -9,7 +13,9 @@ Scores use the encoder's own learned `logit_scale` and `logit_bias`:
   (scale·cos(img, pos) + bias, scale·cos(img, neg) + bias) - CheXzero's positive-vs-negative
   prompt scheme. A label without negative prompts falls back to SigLIP's own sigmoid
   σ(scale·cos + bias).
-- multiclass (exactly one applies): softmax over labels of scale·cos(img, label) + bias.
+- multiclass (exactly one applies): softmax over labels of scale·cos(img, label) + bias
+  (the MedSigLIP model card's zero-shot; one prompt per label gives exactly the softmax
+  of SiglipModel's own `logits_per_image`).
 
 Text embeddings are cached per (encoder identity, label-set fingerprint), so a label set
 edited on disk is re-embedded even if its declared version was not bumped.

@@ -23,7 +23,7 @@ from medlens.tasks.streaming import Event, EventCallback, emit
 
 if TYPE_CHECKING:
     from medlens.models.protocols import ChatMessage, GenerationStats, Generator, ImagePart
-    from medlens.tasks.interpret.pipeline import InterpretOptions
+    from medlens.tasks.interpret.options import InterpretOptions
     from medlens.tasks.interpret.result import Interpretation
     from medlens.tasks.interpret.study import Study
 

@@ -110,3 +110,29 @@ def not_checked(note: str, mentions: Mapping[str, Mention] | None = None) -> Cro
     return CrossCheck(
         checked=False, note=note, source_text="none", assertions=assertions_from(mentions or {})
     )
+
+
+def check_report(
+    english_text: str,
+    language: str,
+    scores: Mapping[str, float],
+    mentions: Mapping[str, Mention],
+    *,
+    source: str,
+    chest: bool,
+    high: float = DEFAULT_HIGH,
+    low: float = DEFAULT_LOW,
+) -> CrossCheck:
+    """The pipeline's cross-check stage, or why the report was not checked."""
+    if not chest:
+        return not_checked("The report labeler and cross-check cover chest X-rays only.")
+    if not english_text:
+        return not_checked(
+            f"The report is in {language}; run with the back-translation "
+            "check to cross-check it."
+        )
+    if not scores:
+        return not_checked("No finding scores (no encoder or scores disabled).", mentions)
+    return cross_check(
+        english_text, scores, mentions=mentions, source_text=source, high=high, low=low
+    )

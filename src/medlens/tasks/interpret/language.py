@@ -18,6 +18,7 @@ from medlens.tasks.interpret.result import LanguageCheck
 if TYPE_CHECKING:
     from medlens.models.protocols import GenerationStats, Generator
     from medlens.tasks.interpret.labeler import Mention
+    from medlens.tasks.interpret.options import InterpretOptions
 
 LANGUAGES: dict[str, str] = {
     "en": "English",
@@ -112,3 +113,38 @@ def check_back_translation(
         assertions=assertions_from(mentions),
         mismatches=mismatches,
     )
+
+
+def english_for_checks(
+    generator: Generator,
+    text: str,
+    language: str,
+    scores: Mapping[str, float],
+    options: InterpretOptions,
+    *,
+    chest: bool,
+) -> tuple[str, str, LanguageCheck | None]:
+    """The pipeline's language stage: (English text the labeler reads, its source, the
+    back-translation check). An English report is read as it is; another language only
+    through the back-translation check of a chest X-ray report, when asked for."""
+    if language == "en":
+        return text, "report", None
+    if not (chest and options.back_translate and text):
+        return "", "none", None
+    from medlens.tasks.interpret.labeler import label_report
+
+    bt = back_translate(
+        generator,
+        text,
+        prompt_format=options.prompt_format,
+        max_new_tokens=max(options.max_new_tokens, 200),
+    )
+    check = check_back_translation(
+        language,
+        bt,
+        label_report(bt),
+        scores,
+        high=options.high_threshold,
+        low=options.low_threshold,
+    )
+    return bt, "back_translation", check

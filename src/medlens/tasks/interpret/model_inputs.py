@@ -12,7 +12,7 @@ from medlens.tasks.prompting import PromptTemplate, load_prompt
 if TYPE_CHECKING:
     from medlens.models.protocols import ImagePart
     from medlens.models.registry import PreprocessSpec
-    from medlens.tasks.interpret.pipeline import InterpretOptions
+    from medlens.tasks.interpret.options import InterpretOptions
     from medlens.tasks.interpret.study import Study, StudyImage
 
 _MODALITY_PROMPT = {

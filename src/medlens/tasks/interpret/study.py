@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from medlens.imaging.gate import GateDecision
     from medlens.imaging.types import IngestedImage
 
 View = Literal["frontal", "lateral", "unknown"]
@@ -31,6 +32,9 @@ class StudyImage:
     timepoint: Timepoint = "current"
     # Free text such as "2 weeks earlier" for a prior; untrusted, goes to the data section.
     note: str | None = None
+    # The model-free gate decision when intake already made it (the job then runs only the
+    # encoder half); None: the interpreter's gate stage makes it.
+    pixel_gate: GateDecision | None = None
 
     @property
     def label(self) -> str:

@@ -193,3 +193,27 @@ def run_urgent_probe(probe_path: str, embedding: np.ndarray) -> ProbeScore:
         threshold=float(probe.threshold),
         fired=p >= float(probe.threshold),
     )
+
+
+def study_urgency(
+    probe_path: str | None,
+    embedding: np.ndarray | None,
+    mentions: Mapping[str, Mention],
+    english_text: str,
+    scores: Mapping[str, float],
+    warnings: list[str],
+) -> Urgency:
+    """The pipeline's urgency stage (chest X-ray): rules, plus the "urgent" probe on the
+    primary image's embedding when one is configured."""
+    from medlens.errors import MedLensError
+
+    probe = None
+    if probe_path and embedding is not None:
+        try:
+            probe = run_urgent_probe(probe_path, embedding)
+        except MedLensError as err:  # a broken probe file must not lose the report
+            warnings.append(f"Urgency probe not used: {err}")
+    urgency = assess_urgency(mentions, english_text, scores, probe)
+    if not english_text:
+        warnings.append("Urgency rules read English text only; only scores were used.")
+    return urgency

@@ -30,7 +30,7 @@ from medlens.errors import DataError
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".dicom"}
 CSV_NAMES = ("labels.csv", "metadata.csv", "cases.csv")
 GROUP_KEY = "patient_group"  # pseudonymous patient key (from patient_id / patientid)
-_NIH_FINDINGS = (
+NIH_FINDINGS = (  # the NIH ChestX-ray14 finding columns
     "Atelectasis",
     "Cardiomegaly",
     "Effusion",
@@ -103,7 +103,7 @@ def _yes(value: str | None) -> bool | None:
 
 def _nih_row(row: dict[str, str]) -> dict[str, Any]:
     labels: dict[str, Any] = {"finding_labels": row.get("finding_labels", "")}
-    for name in _NIH_FINDINGS:
+    for name in NIH_FINDINGS:
         if name in row:
             b = _binary(row[name])
             if b is None:

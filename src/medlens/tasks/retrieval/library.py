@@ -5,20 +5,15 @@
     lib.search_image(embedding, k=10) -> list[SimilarCase]
     lib.search_text(encoder, "A chest X-ray with pneumothorax.", k=10)
 
-Every image goes through the imaging front door (`medlens.imaging.ingest.ingest` with the
-site's de-identification policy); only the de-identified file and a small thumbnail are
-stored (content-addressed blobs under settings.images_dir). Vectors live in the store's
-SQLite file (library_store.py); search is exact (numpy) up to `ann_min_size` vectors and
-approximate (faiss IVF-SQ8 + exact re-rank, index.py) above, with the index file kept
-next to the database and rebuilt when the library changed.
+Adding cases (ingest, de-identify, blobs, embedding cache) is in add_cases.py. Vectors
+live in the store's SQLite file (tables.py); search is exact (numpy) up to `ann_min_size`
+vectors and approximate (faiss IVF-SQ8 + exact re-rank, vector_index.py) above, with the
+index and a vector snapshot kept next to the database (index_files.py) and rebuilt when
+the library changed.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,23 +22,23 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from medlens.errors import ConfigError, MedLensError, NotFound
+from medlens.errors import ConfigError
 from medlens.tasks.encoding import encoder_id as encoder_key
 from medlens.tasks.encoding import image_parts
+from medlens.tasks.retrieval import add_cases as adding
+from medlens.tasks.retrieval.add_cases import AddReport
 from medlens.tasks.retrieval.cases_csv import CaseInput
+from medlens.tasks.retrieval.index_files import index_path, load_ivf, load_matrix
 from medlens.tasks.retrieval.tables import LibraryDB, sqlite_path_for
-from medlens.tasks.retrieval.vector_index import ExactIndex, IVFIndex, VectorIndex, normalise_rows
+from medlens.tasks.retrieval.vector_index import ExactIndex, VectorIndex
 
 if TYPE_CHECKING:
     from medlens.config import Settings
     from medlens.models.protocols import Encoder
     from medlens.models.registry import ModelRecord
 
-log = logging.getLogger(__name__)
 IndexMode = Literal["auto", "exact", "ivf"]
-THUMBNAIL_PX = 160
 REPORT_SNIPPET_CHARS = 300
-EMBED_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -67,27 +62,11 @@ class SimilarCase:
         return asdict(self)
 
 
-@dataclass
-class AddReport:
-    added: int = 0
-    embedded: int = 0  # vectors computed now
-    cached: int = 0  # vectors found in the cache (same pixels, same encoder)
-    failed: list[tuple[str, str]] = field(default_factory=list)  # (case_id, reason)
-
-
 def _snippet(text: str | None) -> str | None:
     if not text:
         return None
     text = " ".join(text.split())
     return text if len(text) <= REPORT_SNIPPET_CHARS else text[: REPORT_SNIPPET_CHARS - 1] + "…"
-
-
-def _thumbnail_png(image: Any) -> bytes:
-    thumb = image.copy()
-    thumb.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-    buf = io.BytesIO()
-    thumb.save(buf, format="PNG")  # pixels only: no metadata chunks
-    return buf.getvalue()
 
 
 class CaseLibrary:
@@ -171,110 +150,16 @@ class CaseLibrary:
         others are still added (one bad file must not lose a whole import).
         """
         with self._lock:
-            return self._add_locked(encoder, record, cases, progress)
-
-    def _add_locked(
-        self,
-        encoder: Encoder,
-        record: ModelRecord,
-        cases: Sequence[CaseInput],
-        progress: Callable[[int, int], None] | None,
-    ) -> AddReport:
-        from medlens.imaging.deid import DeidPolicy
-        from medlens.imaging.ingest import ingest
-        from medlens.store.blobs import BlobStore
-
-        self.use_encoder(encoder)
-        enc_id = encoder_key(encoder)
-        blobs = BlobStore(self.settings.images_dir)
-        policy = DeidPolicy.from_settings(self.settings)
-        report = AddReport()
-        for start in range(0, len(cases), EMBED_BATCH):
-            batch = cases[start : start + EMBED_BATCH]
-            rows: list[dict[str, Any]] = []
-            ingested = []
-            for case in batch:
-                try:
-                    img = ingest(case.path, deid=policy)
-                    if img.volume is not None:
-                        raise MedLensError("a CT/MR volume, not a single image")
-                    stored = img.deidentified_bytes
-                    if stored is None:  # older ingest without de-id output: pixels only
-                        from medlens.imaging.deid import strip_raster
-
-                        stored = strip_raster(img.image)
-                    rows.append(
-                        {
-                            "case_id": case.case_id,
-                            "filename": case.path.name,
-                            "image_sha256": blobs.put(stored),
-                            "pixel_sha256": img.pixel_sha256,
-                            "labels": case.labels,
-                            "report": case.report,
-                            "thumbnail": blobs.put(_thumbnail_png(img.image)),
-                            "source": case.source,
-                        }
-                    )
-                    ingested.append(img)
-                except MedLensError as exc:
-                    report.failed.append((case.case_id, str(exc)))
-            self._embed_into_cache(encoder, record, ingested, enc_id, report)
-            report.added += self.db.upsert_cases(self.name, rows)
-            if progress is not None:
-                progress(min(start + len(batch), len(cases)), len(cases))
-        return report
-
-    def _embed_into_cache(
-        self,
-        encoder: Encoder,
-        record: ModelRecord,
-        ingested: list[Any],
-        enc_id: str,
-        report: AddReport,
-    ) -> None:
-        cached = self.db.cached_vectors([i.pixel_sha256 for i in ingested], enc_id)
-        todo = {i.pixel_sha256: i for i in ingested if i.pixel_sha256 not in cached}
-        report.cached += len(ingested) - len(todo)
-        if not todo:
-            return
-        imgs = list(todo.values())
-        emb = np.asarray(encoder.embed_images(image_parts(imgs, record.preprocess)), np.float32)
-        if emb.shape != (len(imgs), encoder.dim):
-            raise ConfigError(
-                f"Encoder returned {emb.shape}, expected ({len(imgs)}, {encoder.dim})."
-            )
-        emb = normalise_rows(emb)
-        self.db.put_vectors(enc_id, {i.pixel_sha256: emb[j] for j, i in enumerate(imgs)})
-        report.embedded += len(imgs)
+            return adding.add_cases(self, encoder, record, cases, progress)
 
     def embed_missing(self, encoder: Encoder, record: ModelRecord) -> AddReport:
         """Embed stored cases that have no vector for this encoder (from their stored blobs)."""
-        from medlens.imaging.ingest import ingest
-        from medlens.store.blobs import BlobStore
-
-        self.use_encoder(encoder)
-        enc_id = encoder_key(encoder)
-        blobs = BlobStore(self.settings.images_dir)
-        report = AddReport()
-        rows = self.db.cases(self.name)
-        have = self.db.cached_vectors([r.pixel_sha256 for r in rows], enc_id)
-        missing = [r for r in rows if r.pixel_sha256 not in have]
-        for start in range(0, len(missing), EMBED_BATCH):
-            imgs = []
-            for r in missing[start : start + EMBED_BATCH]:
-                try:
-                    imgs.append(ingest(blobs.read(r.image_sha256), name=r.filename))
-                except (MedLensError, NotFound) as exc:
-                    report.failed.append((r.case_id, str(exc)))
-            self._embed_into_cache(encoder, record, imgs, enc_id, report)
-        if report.embedded:
-            self.db.bump_generation(self.name)  # new vectors: loaded indexes are stale
-        return report
+        with self._lock:
+            return adding.embed_missing(self, encoder, record)
 
     # --- index ------------------------------------------------------------------------
     def _index_path(self, enc_id: str) -> Path:
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in enc_id)
-        return self.db.path.parent / "library-index" / f"{self.name}__{safe}.ivf"
+        return index_path(self.db.path, self.name, enc_id)
 
     def _index(self) -> tuple[np.ndarray, VectorIndex]:
         """(case row ids, index) for the current encoder, reloaded when the library changed."""
@@ -286,68 +171,17 @@ class CaseLibrary:
                 # Every change to the library's cases or vectors bumps the generation.
                 if e == enc_id and g == gen and idx.size == len(ids):
                     return ids, idx
-            ids, mat = self._matrix(enc_id, gen)
+            ids, mat = load_matrix(
+                self.db, self.name, enc_id, gen, snapshot_min_size=self.snapshot_min_size
+            )
             index: VectorIndex = ExactIndex(mat)
             use_ann = self.index_mode == "ivf" or (
                 self.index_mode == "auto" and len(ids) >= self.ann_min_size
             )
             if use_ann and len(ids) > 0:
-                index = self._ivf(enc_id, gen, mat)
+                index = load_ivf(self.db.path, self.name, enc_id, gen, mat)
             self._loaded = ((enc_id, gen, len(ids)), ids, index)
             return ids, index
-
-    def _matrix(self, enc_id: str, gen: int) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors from a snapshot file when current (fast restarts), else from SQLite.
-
-        Reading 10⁶ vectors out of SQLite takes long; big libraries keep a float32 .npy
-        snapshot (memory-mapped on load) next to the index, tagged with the generation.
-        """
-        base = self._index_path(enc_id)
-        vec_p = base.with_name(base.name + ".vectors.npy")
-        ids_p = base.with_name(base.name + ".ids.npy")
-        meta_p = base.with_name(base.name + ".vectors.json")
-        expect = {"generation": gen, "encoder_id": enc_id, "library": self.name}
-        try:
-            if json.loads(meta_p.read_text("utf-8")) == expect:
-                ids = np.load(ids_p)
-                mat = np.load(vec_p, mmap_mode="r")
-                if mat.shape[0] == ids.shape[0]:
-                    return ids, mat
-        except (OSError, ValueError):
-            pass  # absent or unreadable: rebuild from the database
-        ids, mat = self.db.matrix(self.name, enc_id)
-        if len(ids) >= self.snapshot_min_size:
-            base.parent.mkdir(parents=True, exist_ok=True)
-            tag = f".tmp{os.getpid()}"
-            for path, arr in ((vec_p, mat), (ids_p, ids)):
-                tmp = path.with_name(path.name + tag)
-                with tmp.open("wb") as fh:
-                    np.save(fh, arr)
-                os.replace(tmp, path)
-            tmp = meta_p.with_name(meta_p.name + tag)
-            tmp.write_text(json.dumps(expect), "utf-8")
-            os.replace(tmp, meta_p)  # written last: the snapshot counts only when complete
-        return ids, mat
-
-    def _ivf(self, enc_id: str, gen: int, mat: np.ndarray) -> IVFIndex:
-        path = self._index_path(enc_id)
-        expect = {
-            "generation": gen,
-            "n": int(mat.shape[0]),
-            "encoder_id": enc_id,
-            "library": self.name,
-        }
-        if path.is_file():
-            try:
-                idx, meta = IVFIndex.load(path, mat)
-                if all(meta.get(k) == v for k, v in expect.items()):
-                    return idx
-            except (OSError, ValueError, KeyError, RuntimeError) as exc:
-                log.warning("case library index %s unreadable (%s); rebuilding", path, exc)
-        idx = IVFIndex.build(mat)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        idx.save(path, expect)
-        return idx
 
     # --- search -------------------------------------------------------------------------
     def size(self) -> int:
