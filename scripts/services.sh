@@ -35,3 +35,18 @@ fi
 if command -v chromium >/dev/null 2>&1; then
   export MEDLENS_CHROMIUM="$(command -v chromium)"
 fi
+
+# The real OpenID provider (npm oidc-provider) the single sign-on tests start: installed
+# from tests/sso/package-lock.json, once per lock file (npm keeps its download cache).
+if command -v npm >/dev/null 2>&1; then
+  sso_stamp="tests/sso/node_modules/.installed-$(sha256sum tests/sso/package-lock.json | cut -c1-12)"
+  if [ ! -f "$sso_stamp" ]; then
+    if (cd tests/sso && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+      touch "$sso_stamp"; echo "services: oidc-provider installed in tests/sso"
+    else
+      echo "services: npm ci in tests/sso failed; the SSO tests will fail under MEDLENS_CI" >&2
+    fi
+  fi
+else
+  echo "services: Node.js/npm not found; the single sign-on tests need them" >&2
+fi

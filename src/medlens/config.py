@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 DEFAULT_DATA_DIR = Path("~/.medlens")
+MIN_TOKEN_CHARS = 32  # MEDLENS_API_TOKENS entries shorter than this are refused
 
 
 def config_file_path() -> Path | None:
@@ -71,7 +72,34 @@ class Settings(BaseSettings):
         50_000_000, ge=1, description="Decompression-bomb cap (pixels per image)."
     )
     workers: int = Field(1, ge=1, le=64, description="Concurrent model jobs per process.")
-    rate_limit_per_minute: int = Field(60, ge=1, description="Requests per token per minute.")
+    inference_queue_depth: int = Field(
+        16, ge=0, description="Chat requests that may wait for the model; more get 429 at once."
+    )
+    rate_limit_per_minute: int = Field(
+        60, ge=1, description="Requests per caller (user, token, else address) per minute."
+    )
+    open_api_docs: bool = Field(
+        False, description="Serve /docs and /openapi.json without sign-in when auth is on."
+    )
+
+    # single sign-on (OpenID Connect); off while oidc_issuer is unset
+    oidc_issuer: str | None = Field(
+        None, description="OpenID provider's issuer URL; turns single sign-on (and auth) on."
+    )
+    oidc_client_id: str | None = Field(None, description="This server's client id there.")
+    oidc_client_secret: SecretStr | None = Field(
+        None, description="Its client secret (unset: a public client, PKCE only)."
+    )
+    oidc_provider_name: str = Field("SSO", description="Shown as 'Sign in with <name>'.")
+    oidc_scopes: str = Field("openid profile email", description="Scopes to request.")
+    oidc_role_claim: str = Field("medlens_role", description="ID token claim with the role.")
+    oidc_groups_claim: str = Field("groups", description="ID token claim with the groups.")
+    oidc_default_role: Literal["clinician", "radiologist", "admin"] | None = Field(
+        None, description="Role when the claim is absent (unset: such a login is refused)."
+    )
+    oidc_redirect_base: str | None = Field(
+        None, description="Public base URL for the callback (default: the request's)."
+    )
 
     # de-identification
     site_secret: SecretStr | None = Field(
@@ -82,6 +110,9 @@ class Settings(BaseSettings):
         "warn", description="Policy when BurnedInAnnotation is YES or absent."
     )
     deid_retain_safe_private: bool = Field(False, description="Keep safe private tags.")
+    deid_age_band: bool = Field(
+        False, description="Keep a 5-year age band as PatientAge (the birth date is emptied)."
+    )
 
     # models from elsewhere
     hf_token: SecretStr | None = Field(None, description="Hugging Face token for `pull`.")
@@ -102,6 +133,25 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()]
         return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _long_tokens(cls, value: list[SecretStr]) -> list[SecretStr]:
+        # A short token can be guessed over the network; refuse it before serving.
+        short = [i + 1 for i, t in enumerate(value) if len(t.get_secret_value()) < MIN_TOKEN_CHARS]
+        if short:
+            raise ValueError(
+                f"API token(s) number {short} are shorter than {MIN_TOKEN_CHARS} characters; "
+                "make one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+                "or use per-user tokens (`medlens users token NAME`)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.oidc_issuer and not self.oidc_client_id:
+            raise ValueError("MEDLENS_OIDC_ISSUER is set: MEDLENS_OIDC_CLIENT_ID is needed too")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -150,7 +200,22 @@ def load_settings(**overrides: Any) -> Settings:
         from medlens.errors import ConfigError
 
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])} = {err.get('input')!r}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc'])} = {_shown(err)}: {err['msg']}"
             for err in exc.errors()
         )
         raise ConfigError(f"Invalid setting (MEDLENS_* env or config file): {problems}") from None
+
+
+_SECRET_FIELDS = {
+    "api_tokens",
+    "site_secret",
+    "hf_token",
+    "remote_api_key",
+    "session_secret",
+    "oidc_client_secret",
+}
+
+
+def _shown(err: Any) -> str:
+    # An error message must not echo a secret into a terminal or a log.
+    return "<hidden>" if err["loc"] and err["loc"][0] in _SECRET_FIELDS else repr(err.get("input"))

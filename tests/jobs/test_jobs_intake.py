@@ -38,15 +38,13 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     intake.DECODED.clear()
 
 
-def test_safe_filename_keeps_a_display_name_only():
-    assert intake.safe_filename("../../etc/evil.png") == "evil.png"
-    assert intake.safe_filename("C:\\scans\\chest <1>.dcm") == "chest _1_.dcm"
-    assert intake.safe_filename(None) == "image"
-    assert len(intake.safe_filename("a" * 500)) == 120
+def test_an_upload_is_named_by_its_position_never_its_file_name(settings, nih_images):
+    prepared = intake.prepare(nih_images[0].read_bytes(), 2, settings)
+    assert prepared.new.filename == intake.display_name(2) == "image 2"
 
 
 def test_submit_stores_the_study_once_and_queues_one_job(store, settings, nih_images):
-    prepared = [intake.prepare(nih_images[0].read_bytes(), "a.png", settings)]
+    prepared = [intake.prepare(nih_images[0].read_bytes(), 1, settings)]
     first = intake.submit_study(store, prepared, {"language": "en"})
     assert first.created and first.queued and first.job.kind == "interpret"
     assert first.job.payload == {"language": "en"}
@@ -59,7 +57,7 @@ def test_submit_stores_the_study_once_and_queues_one_job(store, settings, nih_im
 
 def test_a_refused_upload_stores_nothing(store, settings):
     with pytest.raises(InvalidImage):
-        intake.prepare(b"PK\x03\x04 a zip renamed", "notes.png", settings)
+        intake.prepare(b"PK\x03\x04 a zip renamed", 1, settings)
     assert store.list_studies() == [] and store.blobs.iter_shas() == []
 
 
@@ -69,8 +67,8 @@ def test_the_job_works_from_the_stored_copy_without_decoding(
     from medlens.imaging.ingest import ingest
 
     dicom = (dicom_dir / "RG1_J2KI.dcm").read_bytes()
-    files = {"a.dcm": dicom, "b.png": nih_images[0].read_bytes()}
-    prepared = [intake.prepare(data, name, settings) for name, data in files.items()]
+    files = [dicom, nih_images[0].read_bytes()]
+    prepared = [intake.prepare(data, i, settings) for i, data in enumerate(files, start=1)]
     sub = intake.submit_study(store, prepared, {"indication": "cough"})
     assert decodes == {"decode_pixels": 1, "decode_raster": 1}
     intake.DECODED.clear()  # as in a separate worker process: only the copy on disk
@@ -91,7 +89,7 @@ def test_the_job_works_from_the_stored_copy_without_decoding(
 def test_an_old_study_is_decoded_once_then_served_from_its_new_copy(
     store, settings, dicom_dir, decodes
 ):
-    prepared = [intake.prepare((dicom_dir / "RG1_J2KI.dcm").read_bytes(), "a.dcm", settings)]
+    prepared = [intake.prepare((dicom_dir / "RG1_J2KI.dcm").read_bytes(), 1, settings)]
     sub = intake.submit_study(store, prepared, {})
     sha = prepared[0].new.sha256
     store.blobs.derived_path(sha, intake.DECODED_KIND).unlink()  # stored before copies
@@ -113,7 +111,7 @@ def test_an_old_study_is_decoded_once_then_served_from_its_new_copy(
 
 
 def test_deleting_a_study_removes_its_decoded_copy(store, settings, nih_images):
-    prepared = [intake.prepare(nih_images[0].read_bytes(), "a.png", settings)]
+    prepared = [intake.prepare(nih_images[0].read_bytes(), 1, settings)]
     sub = intake.submit_study(store, prepared, {})
     copy = store.blobs.derived_path(prepared[0].new.sha256, intake.DECODED_KIND)
     assert copy.is_file()

@@ -20,7 +20,7 @@ def test_upload_creates_study_and_queued_job(client_factory, upload, cxr_png):
         listed = client.get("/v1/studies").json()["studies"]
         assert [s["id"] for s in listed] == [body["id"]]
         shown = client.get(f"/v1/studies/{body['id']}").json()
-        assert shown["images"][0]["filename"] == "chest.png"
+        assert shown["images"][0]["filename"] == "image 1"  # never the file's name (PHI)
         job = client.get(f"/v1/jobs/{body['job']['id']}").json()
         assert job["status"] == "queued" and job["study_id"] == body["id"]
 
@@ -104,7 +104,7 @@ def test_traversal_filename_is_only_a_display_name(client_factory, upload, cxr_p
     with client_factory() as client:
         r = upload(client, ("../../../../tmp/evil.png", cxr_png))
         assert r.status_code == 201
-        assert r.json()["images"][0]["filename"] == "evil.png"
+        assert r.json()["images"][0]["filename"] == "image 1"
         assert not (tmp_path / "evil.png").exists()
 
 

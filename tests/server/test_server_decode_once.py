@@ -70,7 +70,7 @@ def test_upload_job_and_views_decode_each_original_once(
         created = r.json()
         assert _wait_done(client, created["job"]["id"])["status"] == "done"
         interp = client.get(created["interpretation_url"]).json()
-        assert [g["source_name"] for g in interp["gate"]] == ["chest.dcm", "chest.png"]
+        assert [g["source_name"] for g in interp["gate"]] == ["image 1", "image 2"]  # no names
         dcm_views = _three_views(client, created["images"][0])
         png_views = _three_views(client, created["images"][1])
         stored_png = client.app.state.medlens.store.blobs.read(created["images"][1]["sha256"])
@@ -199,7 +199,7 @@ def test_a_whole_study_through_the_api_decodes_and_encodes_each_image_once(
         for h in handles:
             h.remove()
     assert [g["accepted"] for g in interp["gate"]] == [True] and len(zero_shots) == 1
-    assert pixel_gates == ["chest.png"]  # at upload; the job reuses that decision
+    assert pixel_gates == ["image 1"]  # at upload; the job reuses that decision
     assert interp["finding_scores"] and interp["similar_cases"]
     assert interp["urgency"]["probe"] is not None
     assert len(answers) == 2

@@ -10,7 +10,7 @@ from medlens.config import Settings
 from medlens.errors import ConfigError
 from medlens.server.security import check_bind
 
-TOKEN = "s3cret-token-for-tests"
+TOKEN = "s3cret-token-for-tests-0123456789abcdef"  # >= 32 characters (config refuses less)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 PROTECTED = [
@@ -39,7 +39,7 @@ def test_every_api_endpoint_needs_a_token(client_factory, method, path):
 
 
 def test_right_token_works_and_is_the_audited_actor(client_factory, upload, cxr_png):
-    with client_factory(api_tokens=[TOKEN, "other"]) as client:
+    with client_factory(api_tokens=[TOKEN, "other-token-for-tests-0123456789abcdef"]) as client:
         r = upload(client, ("a.png", cxr_png), headers=AUTH)
         assert r.status_code == 201
         sid = r.json()["id"]

@@ -6,6 +6,7 @@ import threading
 import time
 
 from medlens.store import open_store
+from medlens.store.rows import MAX_RESTARTS
 from medlens.tasks.interpret.result import Interpretation, Provenance, ReportSections
 
 
@@ -63,7 +64,8 @@ def test_expired_lease_is_reclaimed_and_old_owner_cannot_write(store):
     assert store.claim_job("w2", lease_seconds=30) is None  # lease still valid
     time.sleep(0.35)
     again = store.claim_job("w2", lease_seconds=30)
-    assert again.id == job.id and again.attempts == 2 and again.lease_owner == "w2"
+    assert again.id == job.id and again.lease_owner == "w2"
+    assert (again.attempts, again.restarts) == (1, 1)  # a dead worker is not a failed run
     # The first worker wakes up late: its writes must not land.
     assert not store.heartbeat_job(job.id, "dead-worker", 30)
     assert not store.update_job(job.id, progress=0.9, stage="x", worker_id="dead-worker")
@@ -74,16 +76,16 @@ def test_expired_lease_is_reclaimed_and_old_owner_cannot_write(store):
     assert store.get_job(job.id).result == {"by": "w2"}
 
 
-def test_max_attempts_fails_with_clear_error(store):
-    job = store.enqueue_job("interpret", {}, max_attempts=2)
-    for expected_attempt in (1, 2):
-        claimed = store.claim_job(f"w{expected_attempt}", lease_seconds=0.1)
-        assert claimed.attempts == expected_attempt
-        time.sleep(0.2)
-    assert store.claim_job("w3") is None
+def test_restart_cap_fails_a_job_that_kills_its_worker_every_time(store):
+    job = store.enqueue_job("interpret", {}, max_attempts=1)
+    for n in range(MAX_RESTARTS + 1):  # the first run and MAX_RESTARTS restarts all die
+        claimed = store.claim_job(f"w{n}", lease_seconds=0.05)
+        assert claimed.id == job.id and (claimed.attempts, claimed.restarts) == (1, n)
+        time.sleep(0.08)
+    assert store.claim_job("last") is None
     failed = store.get_job(job.id)
     assert failed.status == "failed"
-    assert "Gave up after 2 attempts" in failed.error
+    assert f"Gave up after {MAX_RESTARTS} restarts" in failed.error
 
 
 def test_fail_job_and_release(store):
@@ -103,11 +105,15 @@ def test_requeue_interrupted_requeues_running_and_fails_exhausted(store):
     j2 = store.enqueue_job("interpret", {}, max_attempts=1)
     store.claim_job("w")
     store.claim_job("w")
+    with store._write() as c:  # j2 has already been restarted the most a job may be
+        c.execute("UPDATE jobs SET restarts = ? WHERE id = ?", (MAX_RESTARTS, j2.id))
     assert store.requeue_interrupted() == 1
-    assert store.get_job(j1.id).status == "queued"
+    back = store.get_job(j1.id)
+    assert (back.status, back.attempts, back.restarts) == ("queued", 0, 1)
     exhausted = store.get_job(j2.id)
     assert exhausted.status == "failed" and "Gave up" in exhausted.error
-    assert store.claim_job("w2").id == j1.id
+    again = store.claim_job("w2")
+    assert (again.id, again.attempts, again.restarts) == (j1.id, 1, 1)
 
 
 def test_list_jobs_filters(store):

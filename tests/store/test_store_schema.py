@@ -12,6 +12,12 @@ RELEASED = {
         "7ddcddcb4c68406f711aab4d27016312612d813d981f6e779bfb600adbce6a1a"
     ),
     ("pg", "store_001_initial"): "ae37d225b72c821877231ff60b02e2e1396b4fc063b058c32e79348e0f51ef52",
+    ("sqlite", "users_001_users_tokens_ownership"): (
+        "76f661e761e3886e9c4917bb58bce5dc776212fec89ee0ef2a08286f167f4906"
+    ),
+    ("pg", "users_001_users_tokens_ownership"): (
+        "f04d973aa64544e80d7c7a4fd569f4a085ff830f67734df4978ca6f50360b2c5"
+    ),
 }
 
 

@@ -40,12 +40,13 @@ def test_complete_interpretation_is_a_valid_preliminary_report():
     assert report.meta.tag[0].code == "AIAST"
     assert report.conclusion.startswith("Right pleural effusion.")
     assert DISCLAIMER in report.conclusion
-    observations = {o["code"]["text"]: o for o in fhir["contained"]}
+    observed = [o for o in fhir["contained"] if o["resourceType"] == "Observation"]
+    observations = {o["code"]["text"]: o for o in observed}
     effusion = next(o for k, o in observations.items() if k.startswith("Pleural Effusion"))
     assert effusion["valueQuantity"]["value"] == 0.81
     assert observations["Urgency (AI triage suggestion)"]["valueCodeableConcept"]["text"] == \
         "priority"
-    assert [r.reference for r in report.result] == [f"#{o['id']}" for o in fhir["contained"]]
+    assert [r.reference for r in report.result] == [f"#{o['id']}" for o in observed]
     # The narrative is XHTML with the report text escaped, never raw markup.
     assert "&lt;b&gt;right&lt;/b&gt; effusion &amp; atelectasis" in report.text.div
     assert DISCLAIMER in report.presentedForm[0].data.decode()
@@ -60,7 +61,8 @@ def test_refused_interpretation_says_why_and_has_no_scores():
     report = DiagnosticReport.model_validate(fhir)
     text = report.presentedForm[0].data.decode()
     assert "refused" in text and "CT slice" in text and DISCLAIMER in text
-    assert report.result is None and "contained" not in fhir
+    assert report.result is None
+    assert [r["resourceType"] for r in fhir["contained"]] == ["Provenance"]
 
 
 def test_same_interpretation_same_resource_and_json_round_trip():

@@ -7,7 +7,7 @@ labelled CSV / folder (NIH labels.csv, COVID metadata.csv, generic CSV).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,87 +34,94 @@ def _banner(encoder: object) -> str:
     return f"{test}{DISCLAIMER}"
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("classify")
-    def classify_cmd(
-        images: Annotated[list[Path], typer.Argument(help="Image file(s): DICOM, PNG, JPEG.")],
-        labels: LabelsOpt = "cxr",
-        model: ModelOpt = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    ) -> None:
-        """Zero-shot label probabilities for each image (MedSigLIP)."""
-        from medlens.imaging.ingest import ingest
-        from medlens.models.session import default_session
-        from medlens.tasks.classify.zero_shot import load_label_set, zero_shot
-        from medlens.tasks.encoding import image_parts
+def classify_cmd(
+    images: Annotated[list[Path], typer.Argument(help="Image file(s): DICOM, PNG, JPEG.")],
+    labels: LabelsOpt = "cxr",
+    model: ModelOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Zero-shot label probabilities for each image (MedSigLIP)."""
+    from medlens.imaging.ingest import ingest
+    from medlens.models.session import default_session
+    from medlens.tasks.classify.zero_shot import load_label_set, zero_shot
+    from medlens.tasks.encoding import image_parts
 
-        label_set = load_label_set(labels)
-        ingested = [ingest(p) for p in images]  # fail on a bad file before loading the model
-        encoder, record = default_session().encoder_for(settings_from(), model)
-        probs = zero_shot(encoder, image_parts(ingested, record.preprocess), label_set)
-        if as_json:
-            print_json(
-                {
-                    "label_set": label_set.name,
-                    "label_set_version": label_set.version,
-                    "mode": label_set.mode,
-                    "encoder": encoder.info.model_id,
-                    "results": [
-                        {"image": str(p), "probabilities": pr}
-                        for p, pr in zip(images, probs, strict=True)
-                    ],
-                    "disclaimer": _banner(encoder),
-                }
-            )
-            return
-        for path, pr in zip(images, probs, strict=True):
-            typer.echo(
-                f"{path.name}  (label set {label_set.name} v{label_set.version}, "
-                f"{label_set.mode}, encoder {encoder.info.model_id})"
-            )
-            items = list(pr.items())
-            if label_set.mode == "multiclass":
-                items.sort(key=lambda kv: -kv[1])
-            width = max(len(k) for k in pr)
-            for name, p in items:
-                typer.echo(f"  {name:<{width}}  {p:6.3f}")
-        typer.echo(_banner(encoder))
-
-    @app.command("classify-eval")
-    def classify_eval_cmd(
-        source: Annotated[Path, typer.Argument(help="Labelled CSV or a folder holding one.")],
-        labels: LabelsOpt = "cxr",
-        model: ModelOpt = None,
-        n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CI.")] = 1000,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    ) -> None:
-        """AUC per label of zero-shot scores against labelled images."""
-        from medlens.evaluation.retrieval_eval import evaluate_zero_shot
-        from medlens.models.session import default_session
-        from medlens.tasks.classify.zero_shot import load_label_set
-        from medlens.tasks.retrieval.cases_csv import find_cases
-
-        label_set = load_label_set(labels)
-        cases = find_cases(source)
-        encoder, record = default_session().encoder_for(settings_from(), model)
-        res = evaluate_zero_shot(encoder, record, cases, label_set, n_boot=n_boot)
-        if as_json:
-            print_json(res)
-            return
-        typer.echo(f"{res['n_images']} images, label set {label_set.name}")
-        for name, e in res["per_label"].items():
-            if e.get("auc") is None:
-                typer.echo(f"  {name:<28} n={e['n']:<4} AUC -   ({e.get('note', '')})")
-            else:
-                lo, hi = e["auc_ci95"]
-                typer.echo(
-                    f"  {name:<28} n={e['n']:<4} pos={e['n_positive']:<4} "
-                    f"AUC {e['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
-                )
-        macro = res["macro_auc"]
-        typer.echo(
-            f"macro AUC over {res['labels_with_auc']} labels: "
-            f"{'-' if macro is None else f'{macro:.3f}'}"
+    label_set = load_label_set(labels)
+    ingested = [ingest(p) for p in images]  # fail on a bad file before loading the model
+    encoder, record = default_session().encoder_for(settings_from(), model)
+    probs = zero_shot(encoder, image_parts(ingested, record.preprocess), label_set)
+    if as_json:
+        print_json(
+            {
+                "label_set": label_set.name,
+                "label_set_version": label_set.version,
+                "mode": label_set.mode,
+                "encoder": encoder.info.model_id,
+                "results": [
+                    {"image": str(p), "probabilities": pr}
+                    for p, pr in zip(images, probs, strict=True)
+                ],
+                "disclaimer": _banner(encoder),
+            }
         )
-        for cid, why in res["failed"]:
-            typer.echo(f"skipped {cid}: {why}", err=True)
+        return
+    for path, pr in zip(images, probs, strict=True):
+        _echo_probabilities(path, pr, label_set, encoder.info.model_id)
+    typer.echo(_banner(encoder))
+
+
+def _echo_probabilities(path: Path, probs: dict[str, float], label_set: Any, encoder: str) -> None:
+    typer.echo(
+        f"{path.name}  (label set {label_set.name} v{label_set.version}, "
+        f"{label_set.mode}, encoder {encoder})"
+    )
+    items = list(probs.items())
+    if label_set.mode == "multiclass":
+        items.sort(key=lambda kv: -kv[1])
+    width = max(len(k) for k in probs)
+    for name, p in items:
+        typer.echo(f"  {name:<{width}}  {p:6.3f}")
+
+
+def classify_eval_cmd(
+    source: Annotated[Path, typer.Argument(help="Labelled CSV or a folder holding one.")],
+    labels: LabelsOpt = "cxr",
+    model: ModelOpt = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CI.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """AUC per label of zero-shot scores against labelled images."""
+    from medlens.evaluation.retrieval_eval import evaluate_zero_shot
+    from medlens.models.session import default_session
+    from medlens.tasks.classify.zero_shot import load_label_set
+    from medlens.tasks.retrieval.cases_csv import find_cases
+
+    label_set = load_label_set(labels)
+    cases = find_cases(source)
+    encoder, record = default_session().encoder_for(settings_from(), model)
+    res = evaluate_zero_shot(encoder, record, cases, label_set, n_boot=n_boot)
+    if as_json:
+        print_json(res)
+        return
+    typer.echo(f"{res['n_images']} images, label set {label_set.name}")
+    for name, e in res["per_label"].items():
+        if e.get("auc") is None:
+            typer.echo(f"  {name:<28} n={e['n']:<4} AUC -   ({e.get('note', '')})")
+        else:
+            lo, hi = e["auc_ci95"]
+            typer.echo(
+                f"  {name:<28} n={e['n']:<4} pos={e['n_positive']:<4} "
+                f"AUC {e['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
+            )
+    macro = res["macro_auc"]
+    typer.echo(
+        f"macro AUC over {res['labels_with_auc']} labels: "
+        f"{'-' if macro is None else f'{macro:.3f}'}"
+    )
+    for cid, why in res["failed"]:
+        typer.echo(f"skipped {cid}: {why}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("classify")(classify_cmd)
+    app.command("classify-eval")(classify_eval_cmd)

@@ -130,6 +130,9 @@ def register(app: typer.Typer) -> None:
         keep_names: Annotated[
             bool, typer.Option(help="Keep input file names (they may contain patient names).")
         ] = False,
+        age_band: Annotated[
+            bool, typer.Option(help="Keep a 5-year age band as PatientAge (birth date emptied).")
+        ] = False,
     ) -> None:
         """De-identify files (PS3.15 Basic Profile); prints what was done per file."""
         from medlens.cli.common import settings_from
@@ -143,6 +146,7 @@ def register(app: typer.Typer) -> None:
             deid_dates=dates,
             deid_burned_in=burned_in,
             deid_retain_safe_private=retain_safe_private or None,
+            deid_age_band=age_band or None,
         )
         if src.resolve() == dst.resolve() or src.resolve() in dst.resolve().parents:
             raise ConfigError("OUT must be a different folder from IN.")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from medlens.cli.common import print_json, settings_from
 from medlens.errors import ConfigError
+
+if TYPE_CHECKING:
+    from medlens.evaluation.report_metrics import ChexbertMetrics, ReportMetrics
 
 eval_app = typer.Typer(
     help="Evaluate models: MedQA / MedMCQA / PubMedQA accuracy, paired comparison, "
@@ -293,7 +296,6 @@ def reports(
     CheXbert F1 is added when MEDLENS_CHEXBERT_CHECKPOINT (chexbert.pth) and
     MEDLENS_CHEXBERT_BERT (folder with bert-base-uncased config.json + vocab.txt) are set.
     """
-    from medlens.errors import DataError
     from medlens.evaluation import chexbert
     from medlens.evaluation.report_metrics import (
         chexbert_metrics,
@@ -303,28 +305,7 @@ def reports(
 
     if uncertain not in ("negative", "positive"):
         raise ConfigError("--uncertain must be negative or positive.")
-
-    def text(row: dict, *names: str) -> str:
-        for n in names:
-            if isinstance(row.get(n), str):
-                return row[n]
-        raise DataError(f"Row {row.get('id', '?')} has none of the fields {names}.")
-
-    if pairs:
-        rows = list(_read_texts(pairs).values())
-        gens = [text(r, "generated", "hypothesis") for r in rows]
-        refs = [text(r, "reference", "ground_truth") for r in rows]
-    elif generated and reference:
-        g, r = _read_texts(generated), _read_texts(reference)
-        ids = [k for k in g if k in r]
-        if not ids:
-            raise DataError("No id is in both --generated and --reference.")
-        gens = [text(g[k], "report", "text", "generated") for k in ids]
-        refs = [text(r[k], "report", "text", "reference") for k in ids]
-    else:
-        raise ConfigError("Give --pairs FILE, or both --generated and --reference.")
-    if not gens:
-        raise DataError("No report pairs to score.")
+    gens, refs = _report_pairs(pairs, generated, reference)
     m = report_metrics(gens, refs, uncertain=uncertain)  # type: ignore[arg-type]
     cb = None
     # Opting in (checkpoint env set) makes a broken setup an error, not a silent skip.
@@ -338,6 +319,46 @@ def reports(
     if as_json:
         print_json(data)
         return
+    _echo_report_metrics(m, cb, status, uncertain)
+
+
+def _field(row: dict, *names: str) -> str:
+    """The first of `names` that `row` holds as text."""
+    from medlens.errors import DataError
+
+    for n in names:
+        if isinstance(row.get(n), str):
+            return row[n]
+    raise DataError(f"Row {row.get('id', '?')} has none of the fields {names}.")
+
+
+def _report_pairs(
+    pairs: Path | None, generated: Path | None, reference: Path | None
+) -> tuple[list[str], list[str]]:
+    """(generated, reference) texts from one pairs file or two files joined by id."""
+    from medlens.errors import DataError
+
+    if pairs:
+        rows = list(_read_texts(pairs).values())
+        gens = [_field(r, "generated", "hypothesis") for r in rows]
+        refs = [_field(r, "reference", "ground_truth") for r in rows]
+    elif generated and reference:
+        g, r = _read_texts(generated), _read_texts(reference)
+        ids = [k for k in g if k in r]
+        if not ids:
+            raise DataError("No id is in both --generated and --reference.")
+        gens = [_field(g[k], "report", "text", "generated") for k in ids]
+        refs = [_field(r[k], "report", "text", "reference") for k in ids]
+    else:
+        raise ConfigError("Give --pairs FILE, or both --generated and --reference.")
+    if not gens:
+        raise DataError("No report pairs to score.")
+    return gens, refs
+
+
+def _echo_report_metrics(
+    m: ReportMetrics, cb: ChexbertMetrics | None, status: dict[str, str], uncertain: str
+) -> None:
     typer.echo(f"{m.n} report pairs (uncertain findings counted {uncertain})")
     n_defined = len(m.per_label) - len(m.undefined_labels)
     typer.echo(

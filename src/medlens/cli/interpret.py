@@ -12,22 +12,92 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from medlens.cli.common import fail, print_json, settings_from
-from medlens.disclaimer import DISCLAIMER, TEST_MODEL_LABEL
+from medlens.cli.interpret_summary import print_summary
+from medlens.disclaimer import TEST_MODEL_LABEL
 from medlens.errors import BackendUnavailable, MedLensError, ModelNotAvailable
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from medlens.config import Settings
+    from medlens.imaging.types import IngestedImage
+    from medlens.models.registry import ModelRecord
     from medlens.tasks.interpret.result import Interpretation
+    from medlens.tasks.interpret.study import Study, StudyContext
 
 
 TEST_ENCODER = "medlens/test-medsiglip"
 MODALITIES = ("cxr", "dermatology", "pathology", "fundus", "ct")
+
+
+# The command's options, declared once here so that `interpret_cmd` reads as its logic.
+ImagesArg = Annotated[list[Path], typer.Argument(help="Current image(s): PNG, JPEG or DICOM.")]
+PriorOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--prior", help="A prior image of the same patient (repeatable)."),
+]
+LateralOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--lateral", help="A lateral view of the current study (repeatable)."),
+]
+PromptOpt = Annotated[
+    str | None, typer.Option(help="Your own instruction instead of the built-in report prompt.")
+]
+ModelOpt = Annotated[
+    str | None, typer.Option(help="Generator: registry id or PATH (default: settings.generator).")
+]
+EncoderOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Encoder for finding scores: registry id or PATH (default: settings.encoder)."
+    ),
+]
+LanguageOpt = Annotated[
+    str | None,
+    typer.Option(help="Report language (ISO 639-1: en, es, fr, de, pt, zh, hi, ...)."),
+]
+BackTranslateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--back-translate/--no-back-translate",
+        help="For non-English reports: translate back to English and cross-check it.",
+    ),
+]
+ContextOpt = Annotated[
+    str | None, typer.Option(help="Clinical indication / context (treated as untrusted data).")
+]
+EhrOpt = Annotated[
+    Path | None, typer.Option(help="FHIR R4 bundle (JSON): adds a concise patient context.")
+]
+AskOpt = Annotated[
+    list[str] | None,
+    typer.Option("--ask", help="A follow-up question after the report (repeatable)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the Interpretation JSON.")]
+FhirOpt = Annotated[
+    Path | None,
+    typer.Option("--fhir", help="Also write the FHIR R4 DiagnosticReport (JSON) to this file."),
+]
+NoScoresOpt = Annotated[
+    bool, typer.Option("--no-scores", help="Skip the encoder (no finding scores or cross-check).")
+]
+MaxTokensOpt = Annotated[int | None, typer.Option(help="Report length cap (tokens).")]
+ModalityOpt = Annotated[
+    str,
+    typer.Option(
+        help="cxr (default: gate, scores, cross-check, urgency), dermatology, pathology, "
+        "fundus or ct (report prompt + scores where a label set exists)."
+    ),
+]
+SimilarOpt = Annotated[
+    int,
+    typer.Option(help="Similar cases to show from the case library, when one exists (0: none)."),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -35,74 +105,23 @@ def register(app: typer.Typer) -> None:
 
 
 def interpret_cmd(
-    images: Annotated[list[Path], typer.Argument(help="Current image(s): PNG, JPEG or DICOM.")],
-    prior: Annotated[
-        list[Path] | None,
-        typer.Option("--prior", help="A prior image of the same patient (repeatable)."),
-    ] = None,
-    lateral: Annotated[
-        list[Path] | None,
-        typer.Option("--lateral", help="A lateral view of the current study (repeatable)."),
-    ] = None,
-    prompt: Annotated[
-        str | None, typer.Option(help="Your own instruction instead of the built-in report prompt.")
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(help="Generator: registry id or PATH (default: settings.generator)."),
-    ] = None,
-    encoder: Annotated[
-        str | None,
-        typer.Option(
-            help="Encoder for finding scores: registry id or PATH (default: settings.encoder)."
-        ),
-    ] = None,
-    language: Annotated[
-        str | None,
-        typer.Option(help="Report language (ISO 639-1: en, es, fr, de, pt, zh, hi, ...)."),
-    ] = None,
-    back_translate: Annotated[
-        bool,
-        typer.Option(
-            "--back-translate/--no-back-translate",
-            help="For non-English reports: translate back to English and cross-check it.",
-        ),
-    ] = True,
-    context: Annotated[
-        str | None, typer.Option(help="Clinical indication / context (treated as untrusted data).")
-    ] = None,
-    ehr: Annotated[
-        Path | None, typer.Option(help="FHIR R4 bundle (JSON): adds a concise patient context.")
-    ] = None,
-    ask: Annotated[
-        list[str] | None,
-        typer.Option("--ask", help="A follow-up question after the report (repeatable)."),
-    ] = None,
-    json_out: Annotated[
-        bool, typer.Option("--json", help="Print the Interpretation JSON.")
-    ] = False,
-    fhir_out: Annotated[
-        Path | None,
-        typer.Option("--fhir", help="Also write the FHIR R4 DiagnosticReport (JSON) to this file."),
-    ] = None,
-    no_scores: Annotated[
-        bool,
-        typer.Option("--no-scores", help="Skip the encoder (no finding scores or cross-check)."),
-    ] = False,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Report length cap (tokens).")] = None,
-    modality: Annotated[
-        str,
-        typer.Option(
-            help="cxr (default: gate, scores, cross-check, urgency), dermatology, pathology, "
-            "fundus or ct (report prompt + scores where a label set exists)."
-        ),
-    ] = "cxr",
-    similar: Annotated[
-        int,
-        typer.Option(
-            help="Similar cases to show from the case library, when one exists (0: none)."
-        ),
-    ] = 5,
+    images: ImagesArg,
+    prior: PriorOpt = None,
+    lateral: LateralOpt = None,
+    prompt: PromptOpt = None,
+    model: ModelOpt = None,
+    encoder: EncoderOpt = None,
+    language: LanguageOpt = None,
+    back_translate: BackTranslateOpt = True,
+    context: ContextOpt = None,
+    ehr: EhrOpt = None,
+    ask: AskOpt = None,
+    json_out: JsonOpt = False,
+    fhir_out: FhirOpt = None,
+    no_scores: NoScoresOpt = False,
+    max_new_tokens: MaxTokensOpt = None,
+    modality: ModalityOpt = "cxr",
+    similar: SimilarOpt = 5,
 ) -> None:
     """Draft a report for chest X-ray image(s), with scores, cross-check and urgency."""
     try:
@@ -151,60 +170,28 @@ def _run(
     from rich.console import Console
 
     from medlens.errors import ConfigError
-    from medlens.imaging.ingest import ingest
-    from medlens.models.session import default_session
     from medlens.tasks.interpret.language import normalise_language
     from medlens.tasks.interpret.pipeline import InterpretOptions, interpret_events
-    from medlens.tasks.interpret.study import Study
 
     if modality not in MODALITIES:
         raise ConfigError(f"Unknown modality {modality!r}; use one of {', '.join(MODALITIES)}.")
     settings = settings_from(max_new_tokens=max_new_tokens)
     lang = normalise_language(language or settings.language)
-    session = default_session()
-    # Fail fast on a bad model id, before reading images or loading anything.
-    gen_record = session.record(settings, model, "generator")
-    if encoder_id is None and gen_record.is_test:
-        encoder_id = TEST_ENCODER  # a test generator pairs with the test encoder
-    if not no_scores:
-        session.record(settings, encoder_id, "encoder")
+    encoder_id = _check_models(settings, model, encoder_id, no_scores)
     err = Console(stderr=True, highlight=False)
     out = Console(highlight=False, soft_wrap=True)
-    quiet = json_out
 
     def status(msg: str) -> None:
-        if not quiet:
+        if not json_out:
             err.print(f"[dim]· {msg}[/dim]")
 
     t0 = time.perf_counter()
-    cap = settings.max_image_pixels
-    current = [ingest(p, max_pixels=cap) for p in images]
-    prior_imgs = [ingest(p, max_pixels=cap) for p in priors]
-    lateral_imgs = [ingest(p, max_pixels=cap) for p in laterals]
-    status(f"read {len(current) + len(prior_imgs) + len(lateral_imgs)} image(s)")
-
-    generator, gen_rec = session.generator_for(settings, model)
-    enc, enc_rec = (None, None)
-    if not no_scores:
-        try:
-            enc, enc_rec = session.encoder_for(settings, encoder_id)
-        except (ModelNotAvailable, BackendUnavailable) as exc:
-            if encoder_id is not None:
-                raise  # asked for explicitly: an error, not a silent downgrade
-            # The default encoder is optional: report without scores, and say so.
-            err.print(f"[yellow]warning:[/yellow] no finding scores: {exc}", markup=True)
+    read = [_read(settings, paths) for paths in (images, priors, laterals)]
+    status(f"read {sum(len(r) for r in read)} image(s)")
+    generator, gen_rec, enc, enc_rec = _load_models(settings, model, encoder_id, no_scores, err)
     load_s = time.perf_counter() - t0
     status(f"models ready in {load_s:.1f}s: {gen_rec.id}" + (f", {enc_rec.id}" if enc_rec else ""))
-
-    study_ctx = _context(context, ehr, generator, gen_rec)
-    study = Study.from_ingested(
-        current,
-        priors=prior_imgs,
-        laterals=lateral_imgs,
-        context=study_ctx,
-        modality=modality,
-        study_id=_study_id(current + lateral_imgs + prior_imgs),
-    )
+    study = _study(read, _context(context, ehr, generator, gen_rec), modality)
     options = InterpretOptions.from_records(
         gen_rec,
         enc_rec,
@@ -216,12 +203,10 @@ def _run(
         similar_k=max(similar, 1),
     )
     library = _library(settings, enc, similar)
-    is_test = gen_rec.is_test or bool(enc_rec and enc_rec.is_test)
-    if is_test and not quiet:
+    if (gen_rec.is_test or bool(enc_rec and enc_rec.is_test)) and not json_out:
         err.print(f"[bold yellow]{TEST_MODEL_LABEL}[/bold yellow]")
-
     events = interpret_events(study, options, generator=generator, encoder=enc, library=library)
-    result = _follow(events, out, status, quiet)
+    result = _follow(events, out, status, json_out)
     result.provenance.timings["load_models"] = round(load_s, 6)
     turns = _ask(study, result, options, generator, ask)
     if fhir_out is not None:
@@ -229,9 +214,65 @@ def _run(
     if json_out:
         print_json(result.model_dump(mode="json"))
     else:
-        _print_summary(out, result, turns)
+        print_summary(out, result, turns)
     if result.status != "complete":
         raise typer.Exit(3)  # every image refused: scripts must not mistake it for a report
+
+
+def _check_models(
+    settings: Settings, model: str | None, encoder_id: str | None, no_scores: bool
+) -> str | None:
+    """The encoder id to use; fails fast on a bad model id, before reading or loading."""
+    from medlens.models.session import default_session
+
+    session = default_session()
+    gen_record = session.record(settings, model, "generator")
+    if encoder_id is None and gen_record.is_test:
+        encoder_id = TEST_ENCODER  # a test generator pairs with the test encoder
+    if not no_scores:
+        session.record(settings, encoder_id, "encoder")
+    return encoder_id
+
+
+def _read(settings: Settings, paths: list[Path]) -> list[IngestedImage]:
+    from medlens.imaging.ingest import ingest
+
+    return [ingest(p, max_pixels=settings.max_image_pixels) for p in paths]
+
+
+def _load_models(
+    settings: Settings, model: str | None, encoder_id: str | None, no_scores: bool, err: Console
+) -> tuple[Any, ModelRecord, Any, ModelRecord | None]:
+    """(generator, its record, encoder or None, its record or None)."""
+    from medlens.models.session import default_session
+
+    session = default_session()
+    generator, gen_rec = session.generator_for(settings, model)
+    enc, enc_rec = (None, None)
+    if not no_scores:
+        try:
+            enc, enc_rec = session.encoder_for(settings, encoder_id)
+        except (ModelNotAvailable, BackendUnavailable) as exc:
+            if encoder_id is not None:
+                raise  # asked for explicitly: an error, not a silent downgrade
+            # The default encoder is optional: report without scores, and say so.
+            err.print(f"[yellow]warning:[/yellow] no finding scores: {exc}", markup=True)
+    return generator, gen_rec, enc, enc_rec
+
+
+def _study(read: list[list[IngestedImage]], context: StudyContext, modality: str) -> Study:
+    """The study from (current, prior, lateral) images."""
+    from medlens.tasks.interpret.study import Study
+
+    current, priors, laterals = read
+    return Study.from_ingested(
+        current,
+        priors=priors,
+        laterals=laterals,
+        context=context,
+        modality=modality,
+        study_id=_study_id(current + laterals + priors),
+    )
 
 
 def _follow(events, out: Console, status, quiet: bool) -> Interpretation:
@@ -297,7 +338,7 @@ def _library(settings, encoder, k: int):
     return lib if lib.size() > 0 else None
 
 
-def _context(text: str | None, ehr: Path | None, generator, record):
+def _context(text: str | None, ehr: Path | None, generator, record) -> StudyContext:
     from medlens.tasks.ehr.patient_context import estimate_budget, patient_context
     from medlens.tasks.interpret.study import StudyContext
 
@@ -309,75 +350,3 @@ def _context(text: str | None, ehr: Path | None, generator, record):
         count_tokens=generator.count_tokens,
     )
     return StudyContext(indication=text, age=ctx.age_band, sex=ctx.sex, ehr_summary=ctx.text)
-
-
-def _print_summary(out: Console, r: Interpretation, turns: list) -> None:
-    from rich.table import Table
-
-    out.print()
-    if r.status == "refused":
-        out.print("[bold red]No report: the image gate refused every current image.[/bold red]")
-    for g in r.gate:
-        mark = "[green]accepted[/green]" if g.accepted else "[red]refused[/red]"
-        out.print(
-            f"image {g.image_index + 1} ({g.source_name}, {g.timepoint} {g.view}): "
-            f"{mark} - {g.reason}"
-        )
-    scores = r.scores_for(next((b.image_index for b in r.finding_scores), None))
-    if scores:
-        table = Table(title="Finding scores (zero-shot encoder)", show_lines=False)
-        table.add_column("finding")
-        table.add_column("probability", justify="right")
-        for label, p in sorted(scores.items(), key=lambda kv: -kv[1]):
-            table.add_row(label, f"{p:.2f}")
-        out.print(table)
-    if r.cross_check is not None:
-        if not r.cross_check.checked:
-            out.print(f"Cross-check: not run ({r.cross_check.note})")
-        elif r.cross_check.disagreements:
-            out.print("[bold]Cross-check: report vs scores disagree on[/bold]")
-            for d in r.cross_check.disagreements:
-                out.print(f"  - {d.message}")
-        else:
-            out.print("Cross-check: no disagreements.")
-    if r.similar_cases:
-        out.print(
-            "Similar cases: "
-            + "; ".join(
-                f"{c.case_id} ({c.score:.2f}{': ' + ', '.join(c.labels) if c.labels else ''})"
-                for c in r.similar_cases
-            )
-        )
-    if r.language_check is not None:
-        out.print(
-            f"Back-translation check ({r.language_check.language}): "
-            + ("; ".join(r.language_check.mismatches) or "no mismatches")
-        )
-    if r.urgency is not None:
-        out.print(f"[bold]Urgency: {r.urgency.level.upper()}[/bold]")
-        for reason in r.urgency.reasons:
-            out.print(f"  [{reason.rule_id}] {reason.reason}")
-    for t in turns:
-        out.print(f"\n[bold]Q:[/bold] {t.question}")
-        out.print(t.answer, markup=False)
-        out.print(f"[dim](images encoded this turn: {t.images_encoded})[/dim]")
-    for w in r.warnings:
-        out.print(f"[yellow]warning:[/yellow] {w}", markup=True)
-    p = r.provenance
-    if p.generator:
-        g = p.generator
-        out.print(
-            f"Model: {g.model_id} (revision {g.revision}, weights "
-            f"{g.weights_hash[:12]}, {g.backend}/{g.device}/{g.dtype})"
-        )
-    if p.encoder:
-        e = p.encoder
-        out.print(f"Encoder: {e.model_id} (revision {e.revision}, weights {e.weights_hash[:12]})")
-    if p.prompt:
-        out.print(f"Prompt: {p.prompt.name} v{p.prompt.version} ({p.prompt.prompt_format})")
-    timings = ", ".join(f"{k} {v:.2f}s" for k, v in p.timings.items() if "." not in k)
-    out.print(f"Timings: {timings}")
-    out.print(f"MedLens {p.medlens_version}; inputs: " + ", ".join(i.sha256[:12] for i in p.inputs))
-    if r.test_model_label:
-        out.print(f"[bold yellow]{r.test_model_label}[/bold yellow]")
-    out.print(f"[bold]{DISCLAIMER}[/bold] {r.verification_notice}")

@@ -36,10 +36,14 @@ def serve(
     import uvicorn
 
     from medlens.server.app import create_app
-    from medlens.server.security import check_bind
+    from medlens.server.security import check_bind, is_loopback
 
     settings = settings_from(host=host, port=port, demo=demo, data_dir=data_dir, workers=workers)
-    check_bind(settings.host, settings)
+    check_bind(
+        settings.host,
+        settings,
+        has_users=not is_loopback(settings.host) and _has_users(settings),
+    )
     app = create_app(settings)
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     typer.echo(
@@ -55,6 +59,17 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def _has_users(settings: Settings) -> bool:
+    """Whether the store has accounts (then auth is on without MEDLENS_API_TOKENS)."""
+    from medlens.store import open_store
+
+    store = open_store(settings)
+    try:
+        return bool(store.has_users())
+    finally:
+        store.close()
 
 
 def register(app: typer.Typer) -> None:

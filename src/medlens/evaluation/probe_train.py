@@ -104,77 +104,20 @@ def train_probe(
     groups: list[str | None] | None = None,
 ) -> Probe:
     """Cross-validate, calibrate, pick a threshold, fit on all rows; returns the Probe."""
-    from medlens.evaluation import stats
-
-    _, model_selection = _sklearn()
+    _sklearn()  # fail on a missing scikit-learn before judging the data
     rule = ThresholdRule.parse(threshold_rule)
-    X = np.asarray(X, np.float64)
-    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    y = np.asarray(y, np.int64)
-    if X.ndim != 2 or X.shape[0] != y.shape[0]:
-        raise ConfigError("Probe training: X must be (N, dim) with one label per row.")
-    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
-    if n_pos + n_neg != y.size:
-        raise ConfigError("Probe training: labels must be 0 or 1.")
-    k = min(folds, n_pos, n_neg)
-    if k < 2:
-        raise ConfigError(
-            f"Label {label!r} has {n_pos} positive and {n_neg} negative cases; cross-validation "
-            "needs at least 2 of each (more for a meaningful probe)."
-        )
-    # Images of one patient stay in one fold (StratifiedGroupKFold); cases without a
-    # known patient count as their own group.
-    grp = np.asarray(
-        [g if g is not None else f"case-{i}" for i, g in enumerate(groups or [None] * y.size)]
-    )
-    if grp.shape[0] != y.size:
-        raise ConfigError("Probe training: one group per row.")
-    n_groups = len(np.unique(grp))
-    grouped = n_groups < y.size
-    if grouped:
-        k = min(k, len(np.unique(grp[y == 1])), len(np.unique(grp[y == 0])))
-        if k < 2:
-            raise ConfigError(
-                f"Label {label!r}: positives or negatives come from fewer than "
-                "2 patients; cross-validation by patient is impossible."
-            )
-        splitter = model_selection.StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    else:
-        splitter = model_selection.StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    X, y = _checked_rows(X, y)
+    cv = _Folds.plan(y, groups, folds, label, seed)
     oof = np.zeros(y.size, np.float64)
-    split = splitter.split(X, y, grp) if grouped else splitter.split(X, y)
-    for train_idx, test_idx in split:
+    for train_idx, test_idx in cv.split(X, y):
         m = _fit_lr(X[train_idx], y[train_idx], C, seed)
         oof[test_idx] = m.decision_function(X[test_idx])
-    # Platt scaling on out-of-fold scores (large C: essentially unregularised 1-d fit).
-    linear_model, _ = _sklearn()
-    platt = linear_model.LogisticRegression(C=1e6, max_iter=1000)
-    platt.fit(oof.reshape(-1, 1), y)
-    a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    a, b = _platt(oof, y)
     p_oof = 0.5 * (1.0 + np.tanh(0.5 * (a * oof + b)))
     threshold = pick_threshold(y, p_oof, rule)
-    boot = stats.bootstrap_auc(y, oof, n_boot=n_boot, seed=seed)
-    counts = stats.threshold_counts(y, p_oof, threshold)
-    spec_den = counts.tn + counts.fp
     final = _fit_lr(X, y, C, seed)
     weights = final.coef_[0].astype(np.float64)
     bias = float(final.intercept_[0])
-    metrics = {
-        "auc": float(stats.roc_auc(y, oof)),
-        "auc_ci95": [boot.ci.low, boot.ci.high],
-        "auc_ci_method": f"percentile bootstrap, {n_boot} resamples, seed {seed}",
-        "cv": (
-            f"stratified {k}-fold{' grouped by patient' if grouped else ''}, shuffled, "
-            f"seed {seed}; out-of-fold predictions"
-        ),
-        "n_groups": n_groups,
-        "n": int(y.size),
-        "n_positive": n_pos,
-        "sensitivity_at_threshold": counts.recall(),
-        "specificity_at_threshold": counts.tn / spec_den if spec_den else None,
-        "ppv_at_threshold": counts.precision(),
-        "brier_oof": float(np.mean((p_oof - y) ** 2)),
-    }
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     digest = hashlib.sha256(weights.tobytes() + np.float64(bias).tobytes()).hexdigest()[:8]
     train_meta = {
@@ -195,6 +138,111 @@ def train_probe(
         calib_b=b,
         threshold=float(threshold),
         threshold_rule=str(rule),
-        metrics=metrics,
+        metrics=_metrics(y, oof, p_oof, threshold, cv, n_boot, seed),
         training=train_meta,
     )
+
+
+def _checked_rows(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(L2-normalised embeddings, 0/1 labels), or why they cannot train a probe."""
+    X = np.asarray(X, np.float64)
+    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    y = np.asarray(y, np.int64)
+    if X.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise ConfigError("Probe training: X must be (N, dim) with one label per row.")
+    if int((y == 1).sum()) + int((y == 0).sum()) != y.size:
+        raise ConfigError("Probe training: labels must be 0 or 1.")
+    return X, y
+
+
+@dataclass(frozen=True)
+class _Folds:
+    """The cross-validation split: stratified k folds, grouped by patient when known."""
+
+    splitter: Any
+    groups: np.ndarray
+    k: int
+    grouped: bool
+
+    @classmethod
+    def plan(
+        cls, y: np.ndarray, groups: list[str | None] | None, folds: int, label: str, seed: int
+    ) -> _Folds:
+        _, model_selection = _sklearn()
+        n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
+        k = min(folds, n_pos, n_neg)
+        if k < 2:
+            raise ConfigError(
+                f"Label {label!r} has {n_pos} positive and {n_neg} negative cases; "
+                "cross-validation needs at least 2 of each (more for a meaningful probe)."
+            )
+        # Images of one patient stay in one fold (StratifiedGroupKFold); cases without a
+        # known patient count as their own group.
+        grp = np.asarray(
+            [g if g is not None else f"case-{i}" for i, g in enumerate(groups or [None] * y.size)]
+        )
+        if grp.shape[0] != y.size:
+            raise ConfigError("Probe training: one group per row.")
+        if len(np.unique(grp)) == y.size:
+            splitter = model_selection.StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+            return cls(splitter, grp, k, grouped=False)
+        k = min(k, len(np.unique(grp[y == 1])), len(np.unique(grp[y == 0])))
+        if k < 2:
+            raise ConfigError(
+                f"Label {label!r}: positives or negatives come from fewer than "
+                "2 patients; cross-validation by patient is impossible."
+            )
+        splitter = model_selection.StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+        return cls(splitter, grp, k, grouped=True)
+
+    @property
+    def n_groups(self) -> int:
+        return len(np.unique(self.groups))
+
+    def split(self, X: np.ndarray, y: np.ndarray) -> Any:
+        """(train indices, test indices) per fold."""
+        if self.grouped:
+            return self.splitter.split(X, y, self.groups)
+        return self.splitter.split(X, y)
+
+
+def _platt(oof: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Platt scaling (a, b) fitted on out-of-fold scores."""
+    linear_model, _ = _sklearn()
+    # Large C: an essentially unregularised 1-d fit.
+    platt = linear_model.LogisticRegression(C=1e6, max_iter=1000)
+    platt.fit(oof.reshape(-1, 1), y)
+    return float(platt.coef_[0, 0]), float(platt.intercept_[0])
+
+
+def _metrics(
+    y: np.ndarray,
+    oof: np.ndarray,
+    p_oof: np.ndarray,
+    threshold: float,
+    cv: _Folds,
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The probe's reported metrics, all from out-of-fold predictions."""
+    from medlens.evaluation import stats
+
+    boot = stats.bootstrap_auc(y, oof, n_boot=n_boot, seed=seed)
+    counts = stats.threshold_counts(y, p_oof, threshold)
+    spec_den = counts.tn + counts.fp
+    return {
+        "auc": float(stats.roc_auc(y, oof)),
+        "auc_ci95": [boot.ci.low, boot.ci.high],
+        "auc_ci_method": f"percentile bootstrap, {n_boot} resamples, seed {seed}",
+        "cv": (
+            f"stratified {cv.k}-fold{' grouped by patient' if cv.grouped else ''}, shuffled, "
+            f"seed {seed}; out-of-fold predictions"
+        ),
+        "n_groups": cv.n_groups,
+        "n": int(y.size),
+        "n_positive": int((y == 1).sum()),
+        "sensitivity_at_threshold": counts.recall(),
+        "specificity_at_threshold": counts.tn / spec_den if spec_den else None,
+        "ppv_at_threshold": counts.precision(),
+        "brier_oof": float(np.mean((p_oof - y) ** 2)),
+    }

@@ -10,9 +10,11 @@ resolved conservatively without IOD type information:
 UIDs are remapped deterministically under the site secret (HMAC-SHA256 → ``2.25.<int>``),
 so two instances of one study keep one (new) Study Instance UID, and re-running gives the
 same result. Dates are removed or shifted by a per-patient offset derived from the same
-secret (Retain Longitudinal Temporal Information with Modified Dates option). Every
-other person-name (PN) attribute is emptied as well, beyond the table, because names in
-unlisted or vendor attributes are the commonest leak.
+secret (Retain Longitudinal Temporal Information with Modified Dates option), except
+the birth date, which is always emptied: shifted by the same offset as the study date it
+would still give the exact age. An age band can be kept as PatientAge on request
+(`age_band`). Every other person-name (PN) attribute is emptied as well, beyond the table,
+because names in unlisted or vendor attributes are the commonest leak.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ DatePolicy = Literal["remove", "shift"]
 BurnedInPolicy = Literal["warn", "block"]
 
 _MAX_SHIFT_DAYS = 3650
+# Never shifted, whatever the date policy: the modified-dates option does not cover them
+# (PS3.15 Table E.1-1), and a shifted birth date beside a shifted study date is the age.
+_NEVER_SHIFTED = {0x00100030}  # PatientBirthDate
+_AGE_BAND_YEARS = 5
+_AGE_TOP = 90  # ages from 90 up are one band (HIPAA Safe Harbor)
 _DUMMY_DATE = "19000101"
 _TEXT_VRS = {"PN", "LO", "SH", "CS", "DA", "TM", "DT", "LT", "ST", "UT", "AE", "AS", "UC", "UR"}
 _SAFE_PRIVATE_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "DS", "IS"}
@@ -51,6 +58,7 @@ class DeidPolicy:
     dates: DatePolicy = "shift"
     burned_in: BurnedInPolicy = "warn"
     retain_safe_private: bool = False
+    age_band: bool = False  # keep a 5-year age band as PatientAge (opt-in)
 
     @classmethod
     def from_settings(cls, settings: Any = None) -> DeidPolicy:
@@ -63,6 +71,7 @@ class DeidPolicy:
             dates=settings.deid_dates,
             burned_in=settings.deid_burned_in,
             retain_safe_private=settings.deid_retain_safe_private,
+            age_band=bool(getattr(settings, "deid_age_band", False)),
         )
 
 
@@ -156,6 +165,7 @@ def deidentify(ds: Any, policy: DeidPolicy) -> DeidResult:
         result.identity_removed = False
     patient_key = str(ds.get("PatientID", "") or "") + "|" + str(ds.get("PatientName", "") or "")
     shift = date_offset_days(patient_key, policy.secret) if policy.dates == "shift" else 0
+    band = age_band(ds) if policy.age_band else None  # read before the walk empties it
     try:
         _walk(ds, policy, shift, "", result)
         meta = getattr(ds, "file_meta", None)
@@ -166,6 +176,9 @@ def deidentify(ds: Any, policy: DeidPolicy) -> DeidResult:
                     del meta[tag]
     except RecursionError as exc:
         raise InvalidImage("DICOM sequences are nested too deeply to de-identify.") from exc
+    if band is not None:
+        ds.PatientAge = band
+        result.actions.append(DeidAction("PatientAge", "(0010,1010)", "age-banded"))
     _mark(ds, policy, result)
     return result
 
@@ -227,7 +240,8 @@ def _apply(
             elem.value = []  # Z and D on a sequence: present but without items
             result.actions.append(DeidAction(path, ref, "emptied"))
         return
-    if vr in ("DA", "DT") and policy.dates == "shift" and action != "X" and elem.value:
+    shiftable = int(elem.tag) not in _NEVER_SHIFTED
+    if vr in ("DA", "DT") and policy.dates == "shift" and shiftable and elem.value:
         elem.value = _shift(elem.value, vr, shift)
         result.actions.append(DeidAction(path, ref, "date-shifted"))
         return
@@ -241,6 +255,40 @@ def _apply(
     if elem.value not in (None, "", b"", []):
         elem.value = "" if vr in _TEXT_VRS else None
         result.actions.append(DeidAction(path, ref, "emptied"))
+
+
+def age_band(ds: Any) -> str | None:
+    """The patient's age as a 5-year band ("065Y" = 65-69; "090Y" = 90 or more), from
+    the birth date and the study (else series/acquisition/content) date, else from
+    PatientAge; None when neither gives one."""
+    years = _age_from_dates(ds)
+    if years is None or not 0 <= years <= 150:  # absent or absurd (e.g. 11111111)
+        years = None
+        text = str(ds.get("PatientAge", "") or "").strip().upper()
+        if len(text) == 4 and text[:3].isdigit():
+            years = int(text[:3]) if text[3] == "Y" else 0 if text[3] in "DWM" else None
+    if years is None or not 0 <= years <= 150:
+        return None
+    years = min(_AGE_TOP, years - years % _AGE_BAND_YEARS)
+    return f"{years:03d}Y"
+
+
+def _age_from_dates(ds: Any) -> int | None:
+    born = _parse_day(ds.get("PatientBirthDate"))
+    if born is None:
+        return None
+    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+        seen = _parse_day(ds.get(keyword))
+        if seen is not None:
+            return seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
+    return None
+
+
+def _parse_day(value: Any) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(str(value or "")[:8], "%Y%m%d").date()
+    except ValueError:
+        return None
 
 
 def _dummy(vr: str) -> Any:

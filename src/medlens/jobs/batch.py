@@ -89,12 +89,12 @@ def submit_one(store: Any, settings: Any, item: BatchItem, *, kind: str) -> Subm
     out = Submitted(item)
     try:
         prepared = []
-        for path in item.paths:
+        for position, path in enumerate(item.paths, start=1):
             try:
                 data = path.read_bytes()
             except OSError as exc:
                 raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
-            prepared.append(prepare(data, path.name, settings))
+            prepared.append(prepare(data, position, settings))
         context = {"language": settings.language, **item.context}
         sub = submit_study(store, prepared, context, kind=kind)
     except MedLensError as exc:

@@ -5,7 +5,9 @@ The one way in for the page and the API (server/services/studies.py), `medlens b
 never written anywhere: it is decoded in memory (which is what catches truncated files
 at upload time), checked by the chest X-ray gate, then de-identified; only the
 de-identified bytes become a blob. PNG/JPEG are re-encoded from their decoded pixels as
-PNG, which drops EXIF, text chunks and ICC profiles.
+PNG, which drops EXIF, text chunks and ICC profiles. The upload's file name is never
+kept either (names like `Doe_John_DOB….dcm` carry PHI): images are "image 1", "image 2"…
+in upload order, in the database, the interpretation and every response.
 
 Each image is decoded once: the de-identified pixels decoded at upload are kept beside
 the blob (a lossless `DecodedImage`) and in a small in-memory cache keyed by the blob's
@@ -17,9 +19,7 @@ copy written then.
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
-import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,16 +33,13 @@ from medlens.store.base import Job, NewImage, StoredImage, Study
 DECODED_KIND = "pixels"  # the blob store's derived-file name for a DecodedImage
 DECODED = DecodedCache()  # process-wide: the job threads and the image views share it
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]")
 _flights_lock = threading.Lock()
 _flights: dict[str, list[Any]] = {}  # key -> [lock, users]
 
 
-def safe_filename(name: str | None) -> str:
-    """Display name only (never a path): last component, printable, ≤ 120 chars."""
-    base = unicodedata.normalize("NFKC", name or "image").replace("\\", "/").split("/")[-1]
-    base = _UNSAFE.sub("_", base).strip(" .") or "image"
-    return base[:120]
+def display_name(position: int) -> str:
+    """What an upload is called everywhere: its place in the upload, never its file name."""
+    return f"image {position}"
 
 
 @dataclass(frozen=True)
@@ -85,14 +82,15 @@ def _stored_bytes(ingested: IngestedImage) -> bytes:
     return ingested.deidentified_bytes
 
 
-def prepare(data: bytes, filename: str | None, settings: Settings) -> PreparedImage:
-    """Decode, gate and de-identify one upload (ImageRefused → 422 for what is plainly
-    no chest X-ray: CT/MR, blank, photo...). Nothing is written yet."""
+def prepare(data: bytes, position: int, settings: Settings) -> PreparedImage:
+    """Decode, gate and de-identify the upload's `position`-th image (1-based; ImageRefused
+    → 422 for what is plainly no chest X-ray: CT/MR, blank, photo...). Nothing is written
+    yet. The client's file name is not taken at all (PHI): see `display_name`."""
     import hashlib
 
     from medlens.imaging.gate import require_chest_xray
 
-    name = safe_filename(filename)
+    name = display_name(position)
     ingested = _ingest(data, name, settings)
     gate = require_chest_xray(ingested)
     warnings = [*ingested.warnings, *gate.warnings]

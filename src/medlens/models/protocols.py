@@ -105,6 +105,24 @@ class Generator(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+class StreamingGenerator:
+    """Base of the generator backends: `stream` hands `_generate` a stats object to fill
+    (the caller's, or a throwaway one), so no backend checks for None."""
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        config: GenerationConfig,
+        stats: GenerationStats | None = None,
+    ) -> Iterator[str]:
+        return self._generate(messages, config, stats if stats is not None else GenerationStats())
+
+    def _generate(
+        self, messages: Sequence[ChatMessage], config: GenerationConfig, stats: GenerationStats
+    ) -> Iterator[str]:
+        raise NotImplementedError
+
+
 @runtime_checkable
 class LoglikelihoodScorer(Protocol):
     """Optional generator capability used by the evaluation harness."""

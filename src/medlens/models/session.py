@@ -12,7 +12,7 @@ import gc
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from medlens.models import loader
 from medlens.models.registry import ModelKind, ModelRecord, load_registry
@@ -36,6 +36,14 @@ class LoadedModel:
     dtype: str
     is_test: bool
     load_seconds: float
+
+
+class LoadOptions(TypedDict, total=False):
+    """How a generator or encoder loads; each left out takes the default."""
+
+    device: str | None  # None: the settings' device
+    dtype: str | None  # None: the settings' dtype
+    build_test_models: bool  # True: build a missing test model on disk
 
 
 def _is_test_record(model: str, settings: Settings) -> bool:
@@ -105,26 +113,21 @@ class ModelSession:
         settings: Settings | None = None,
         *,
         text: bool = False,
-        device: str | None = None,
-        dtype: str | None = None,
-        build_test_models: bool = True,
+        **load: Unpack[LoadOptions],
     ) -> Any:
         """A protocols.Generator for a registry id, a path, a record or (None) the
         configured generator; loaded on first use."""
-        return self._get("generator", model, settings, text, device, dtype, build_test_models)
+        return self._get("generator", model, settings, text, load)
 
     def encoder(
         self,
         model: str | ModelRecord | None = None,
         settings: Settings | None = None,
-        *,
-        device: str | None = None,
-        dtype: str | None = None,
-        build_test_models: bool = True,
+        **load: Unpack[LoadOptions],
     ) -> Any:
         """A protocols.Encoder for a registry id, a path, a record or (None) the
         configured encoder; loaded on first use."""
-        return self._get("encoder", model, settings, False, device, dtype, build_test_models)
+        return self._get("encoder", model, settings, False, load)
 
     def generator_for(
         self, settings: Settings, model: str | None = None, *, text: bool = False
@@ -160,13 +163,13 @@ class ModelSession:
         model: str | ModelRecord | None,
         settings: Settings | None,
         text: bool,
-        device: str | None,
-        dtype: str | None,
-        build_test_models: bool,
+        load: LoadOptions,
     ) -> Any:
         settings = _settings(settings)
         record = self.record(settings, model, kind, text=text)
-        plan = loader.plan_load(record, settings, kind, device=device, dtype=dtype)
+        plan = loader.plan_load(
+            record, settings, kind, device=load.get("device"), dtype=load.get("dtype")
+        )
         with self._lock:
             hit = self._models.get(plan.key)
         if hit is not None:
@@ -177,7 +180,9 @@ class ModelSession:
             if hit is not None:  # another thread loaded it while this one waited
                 return hit[0]
             start = time.perf_counter()
-            loaded = loader.build(plan, settings, build_test_models=build_test_models)
+            loaded = loader.build(
+                plan, settings, build_test_models=load.get("build_test_models", True)
+            )
             info = LoadedModel(
                 id=record.id,
                 kind=kind,

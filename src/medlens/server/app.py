@@ -85,6 +85,8 @@ def create_app(
         finally:
             if state.runner is not None:
                 state.runner.stop()
+            if "inference_queue" in state.extra:  # waiting chats are dropped, not run
+                state.extra["inference_queue"].shutdown()
             if store is None:
                 state.store.close()
 
@@ -98,17 +100,21 @@ def create_app(
         # both, so /docs is our own server-rendered page over /openapi.json.
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,  # served by routes/apidocs.py, behind auth when auth is on
     )
     app.state.settings = settings
     app.state.metrics = make_metrics(lambda: _queued(app))
     install_error_handlers(app)
 
-    from medlens.server.routes import api, health, openai_compat, page
+    from medlens.server.routes import api, apidocs, health, openai_compat, page, review, sso
 
     app.include_router(api.router)
     app.include_router(openai_compat.router)
     app.include_router(health.router)
+    app.include_router(apidocs.router)
+    app.include_router(review.router)
     app.include_router(page.router)
+    app.include_router(sso.router)  # /auth/oidc/*: answers only when OIDC is configured
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import Request
 
+from medlens.server.ratelimit import caller_key
 from medlens.server.security import Actor, authenticate
 from medlens.server.state import ServerState
 
@@ -18,10 +19,8 @@ def api_actor(request: Request) -> Actor:
     """Authenticate, then count the request against the caller's rate limit."""
     actor = authenticate(request)
     state: ServerState = request.app.state.medlens
-    key = actor.session_id or actor.name
-    if actor.kind == "local" and request.client is not None:
-        key = f"local:{request.client.host}"
-    state.limiter.check(key)
+    host = request.client.host if request.client is not None else None
+    state.limiter.check(caller_key(actor, host))
     request.state.actor = actor
     return actor
 

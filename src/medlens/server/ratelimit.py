@@ -1,5 +1,9 @@
 """Per-caller rate limit (sliding one-minute window) for the API.
 
+The caller is the user (signed in, by token or page), else the API token (by its hash),
+else the client address: never the session, which anyone gets afresh by loading a page
+(the probe sent 100 uploads in 8 s through fresh sessions at a limit of 60 a minute).
+
 In-process and exact: each request timestamp is kept for 60 s. With several server
 processes each enforces its own window (documented; a shared limiter would need Redis,
 which a local-first tool should not require).
@@ -14,7 +18,18 @@ from collections import defaultdict, deque
 
 from fastapi import HTTPException
 
+from medlens.server.security import Actor
+
 WINDOW_S = 60.0
+
+
+def caller_key(actor: Actor, client_host: str | None) -> str:
+    """Whose allowance a request uses: the user's, the token's, else the address's."""
+    if actor.user_id:
+        return f"user:{actor.user_id}"
+    if actor.name.startswith("token:"):  # a bootstrap token, by API or a page logged in with it
+        return actor.name
+    return f"addr:{client_host or 'unknown'}"  # no auth: sessions are free to make
 
 
 class RateLimiter:

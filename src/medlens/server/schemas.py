@@ -81,4 +81,3 @@ class Health(BaseModel):
     models_ready: bool
     workers: int
     queued_jobs: int
-

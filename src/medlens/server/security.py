@@ -1,8 +1,9 @@
 """Who is calling, and may they: bearer tokens, page sessions, CSRF, bind address.
 
 Rules (see docs/server.md):
-- API clients send `Authorization: Bearer <token>`; with tokens configured a missing
-  credential is 401 and a wrong one 403.
+- API clients send `Authorization: Bearer <token>` (a user's token, or one of
+  MEDLENS_API_TOKENS, which act as admin); with auth on (tokens configured or any user in
+  the store, see accounts.py) a missing credential is 401 and a wrong one 403.
 - The page uses a signed session cookie (SameSite=Strict, HttpOnly) and sends the CSRF
   token in `X-CSRF-Token` on every unsafe request; with tokens configured the session is
   only authenticated after logging in with a token.
@@ -47,22 +48,35 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_bind(host: str, settings: Settings) -> None:
-    """Refuse a non-loopback bind address unless API tokens are configured."""
-    if not is_loopback(host) and not settings.api_tokens:
+def check_bind(host: str, settings: Settings, *, has_users: bool = False) -> None:
+    """Refuse a non-loopback bind address unless auth is on (API tokens or users)."""
+    auth_on = bool(settings.api_tokens or settings.oidc_issuer) or has_users
+    if not is_loopback(host) and not auth_on:
         raise ConfigError(
             f"Refusing to listen on {host}: without an API token anyone on the network could "
-            "read studies. Set MEDLENS_API_TOKENS (comma list) or bind to 127.0.0.1."
+            "read studies. Add a user (`medlens users add NAME --role admin`), set "
+            "MEDLENS_API_TOKENS (comma list) or bind to 127.0.0.1."
         )
+
+
+Role = str  # "clinician" | "radiologist" | "admin"
+ROLES = ("clinician", "radiologist", "admin")
 
 
 @dataclass(frozen=True)
 class Actor:
-    """The caller, as written to the audit log and used as the rate-limit key."""
+    """The caller, as written to the audit log and used as the rate-limit key.
 
-    name: str  # "token:<hash8>", "session:<sid8>", "local"
+    `user_id` is None for the single-user modes (loopback without auth, and the bootstrap
+    MEDLENS_API_TOKENS), which act as an admin; a user's actor carries their role and groups.
+    """
+
+    name: str  # "token:<hash8>", "session:<sid8>", "local", or a user's name
     kind: str  # token | session | local
     session_id: str | None = None
+    user_id: str | None = None
+    role: Role = "admin"
+    groups: tuple[str, ...] = ()
 
 
 class Sessions:
@@ -74,10 +88,11 @@ class Sessions:
     def _sign(self, payload: bytes) -> str:
         return hmac.new(self._secret, payload, hashlib.sha256).hexdigest()
 
-    def issue(self, actor: str | None) -> tuple[str, str]:
-        """New session: (cookie value, session id)."""
+    def issue(self, actor: str | None, extra: dict[str, Any] | None = None) -> tuple[str, str]:
+        """New session: (cookie value, session id). `extra`: e.g. a user's id ("uid")."""
         sid = secrets.token_urlsafe(18)
-        body = json.dumps({"sid": sid, "actor": actor, "exp": int(time.time()) + SESSION_TTL_S})
+        fields = {**(extra or {}), "sid": sid, "actor": actor}
+        body = json.dumps({**fields, "exp": int(time.time()) + SESSION_TTL_S})
         raw = base64.urlsafe_b64encode(body.encode()).decode()
         return f"{raw}.{self._sign(raw.encode())}", sid
 
@@ -132,14 +147,21 @@ def _same_origin(request: Request) -> bool:
 
 
 def authenticate(request: Request) -> Actor:
-    """The API's one gate (used as a FastAPI dependency via `api_actor`)."""
+    """The API's one gate (used as a FastAPI dependency via `api_actor`).
+
+    Queries the store (users, tokens): call it from a worker thread.
+    """
+    from medlens.server import accounts  # imports this module: resolved at call time
+
+    state = request.app.state.medlens
     settings: Settings = request.app.state.settings
     sessions: Sessions = request.app.state.sessions
     unsafe = request.method not in _SAFE_METHODS
     if unsafe and not _same_origin(request):
         raise HTTPException(403, "Cross-origin request refused.")
+    auth_on = accounts.auth_enabled(state)
     header = request.headers.get("authorization")
-    if header is not None and settings.api_tokens:
+    if header is not None and auth_on:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise HTTPException(
@@ -147,19 +169,20 @@ def authenticate(request: Request) -> Actor:
                 "Malformed Authorization header: use 'Bearer <token>'.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        actor = token_actor(token.strip(), settings)
-        if actor is None:
+        found = accounts.bearer_actor(state, token.strip())
+        if found is None:
             raise HTTPException(403, "This API token is not valid.")
-        return actor
+        return found[0]
     session = sessions.read(request.cookies.get(SESSION_COOKIE))
-    if session is not None and (session.get("actor") or not settings.api_tokens):
+    actor = accounts.session_actor(state, session, auth_on) if session is not None else None
+    if session is not None and actor is not None:
         if unsafe and not hmac.compare_digest(
             request.headers.get(CSRF_HEADER, ""), sessions.csrf_token(session["sid"])
         ):
             raise HTTPException(403, "Missing or wrong CSRF token; reload the page.")
-        name = session.get("actor") or f"session:{session['sid'][:8]}"
-        return Actor(name=name, kind="session", session_id=session["sid"])
-    if settings.api_tokens:
+        return actor
+    # Without auth only a loopback server answers, as its one local user.
+    if auth_on or not is_loopback(settings.host):
         raise HTTPException(
             401,
             "Authentication required: send 'Authorization: Bearer <token>'.",
@@ -169,8 +192,12 @@ def authenticate(request: Request) -> Actor:
 
 
 def host_allowed(host_header: str, settings: Settings) -> bool:
-    """Without tokens, answer only to loopback names (DNS-rebinding defence)."""
-    if settings.api_tokens:
+    """Without tokens, answer only to loopback names (DNS-rebinding defence).
+
+    A non-loopback bind was only allowed with auth on (`check_bind`), and `authenticate`
+    refuses the token-less local mode there, so its Host names need no check.
+    """
+    if settings.api_tokens or not is_loopback(settings.host):
         return True
     host = (
         host_header.rsplit(":", 1)[0]

@@ -9,10 +9,14 @@ thread pool, never on the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from medlens.store.audit_chain import AuditChainReport
+    from medlens.store.review import Addendum, ReportSignature, ReportVersion
+    from medlens.store.usersql import ApiToken, User
     from medlens.tasks.interpret.result import Interpretation
 
 JobStatus = Literal["queued", "running", "done", "failed"]
@@ -52,7 +56,9 @@ class Study:
     context: dict[str, Any]  # indication, age, sex, language, ehr summary ...
     images: tuple[StoredImage, ...]
     idempotency_key: str | None = None
-    owner: str | None = None
+    owner: str | None = None  # idempotency scope: 'user:<id>', 'token:<hash8>' or None
+    owner_id: str | None = None  # the uploading user (None: uploaded in a single-user mode)
+    group: str | None = None  # the group that shares it (see server/services/access.py)
 
 
 @dataclass(frozen=True)
@@ -71,7 +77,8 @@ class Job:
     updated_at: str
     lease_owner: str | None = None
     lease_expires_at: str | None = None
-    max_attempts: int = 3  # a job whose worker dies this many times ends 'failed'
+    max_attempts: int = 3
+    restarts: int = 0  # runs cut short by the death of their worker (not attempts)
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,48 @@ class Store(Protocol):
         """At start-up: jobs left 'running' by a dead process go back to 'queued'."""
         ...
 
+    # users, tokens, ownership (usersql.py) -------------------------------------------
+    def create_user(
+        self, name: str, role: str, groups: Sequence[str], password_hash: str | None
+    ) -> User: ...
+
+    def get_user(self, user_id: str) -> User | None: ...
+
+    def get_user_by_name(self, name: str) -> User | None: ...
+
+    def list_users(self) -> list[User]: ...
+
+    def has_users(self) -> bool: ...
+
+    def set_password(self, user_id: str, password_hash: str) -> bool: ...
+
+    def delete_user(self, user_id: str) -> bool: ...
+
+    def add_token(self, user_id: str, token_sha256: str, prefix: str) -> ApiToken: ...
+
+    def user_for_token(self, token_sha256: str) -> tuple[User, ApiToken] | None: ...
+
+    def token_active(self, token_id: str) -> bool: ...
+
+    def list_tokens(self, user_id: str) -> list[ApiToken]: ...
+
+    def revoke_tokens(self, *, user_id: str | None = None, prefix: str | None = None) -> int: ...
+
+    def set_study_owner(self, study_id: str, owner_id: str, group: str | None) -> bool: ...
+
+    def list_visible_studies(
+        self, *, user_id: str, groups: Sequence[str] = (), limit: int = 50, offset: int = 0
+    ) -> list[Study]:
+        """The studies a user owns or that belong to one of their groups (SQL filter)."""
+        ...
+
+    # single sign-on (sso_sql.py) -------------------------------------------------------
+    def sso_user(
+        self, issuer: str, subject: str, *, name: str, role: str, groups: Sequence[str]
+    ) -> User:
+        """The user linked to an OpenID identity: created at first sign-in, else updated."""
+        ...
+
     # audit -------------------------------------------------------------------------
     def audit(
         self,
@@ -175,4 +224,37 @@ class Store(Protocol):
         detail: dict[str, Any] | None = None,
     ) -> None: ...
 
-    def list_audit(self, *, limit: int = 100) -> list[AuditEvent]: ...
+    def list_audit(self, *, limit: int = 100, study_id: str | None = None) -> list[AuditEvent]: ...
+
+    def verify_audit_chain(self, *, anchor: str | None = None) -> AuditChainReport:
+        """Walk the audit hash chain; the first broken entry, if any (audit_chain.py)."""
+        ...
+
+    # radiologist review (review_sql.py): versions, one signature, addenda; never overwritten
+    def add_report_version(
+        self,
+        study_id: str,
+        content: dict[str, Any],
+        *,
+        author_id: str | None,
+        author_name: str,
+        base_version: int | None = None,
+    ) -> ReportVersion: ...
+
+    def list_report_versions(self, study_id: str) -> list[ReportVersion]: ...
+
+    def sign_report(
+        self, study_id: str, *, signer_id: str | None, signer_name: str, version: int | None = None
+    ) -> ReportSignature:
+        """Freeze the latest version; Conflict when already signed or nothing is saved."""
+        ...
+
+    def get_report_signature(self, study_id: str) -> ReportSignature | None: ...
+
+    def signed_study_ids(self, study_ids: Sequence[str]) -> set[str]: ...
+
+    def add_report_addendum(
+        self, study_id: str, text: str, *, author_id: str | None, author_name: str
+    ) -> Addendum: ...
+
+    def list_report_addenda(self, study_id: str) -> list[Addendum]: ...

@@ -1,9 +1,12 @@
 """Job queue SQL shared by both backends: enqueue, lease-based claim, heartbeat, finish.
 
 A claim takes the oldest queued job, or a running one whose lease expired (its worker
-died), and increments `attempts`; a job whose worker died on its last allowed attempt
-ends 'failed' with a reason. finish/fail/update accept `worker_id` so that only the
-current lease owner can write: a worker that lost its lease cannot overwrite.
+died). A queued job's claim counts an attempt; an expired one's counts a restart instead,
+because the death of a process is not the job's failure (a crash-looping process must not
+fail the innocent jobs it held). A job restarted `MAX_RESTARTS` times and dead again is
+one that kills its worker: it ends 'failed' with a reason. finish/fail/update accept
+`worker_id` so that only the current lease owner can write: a worker that lost its lease
+cannot overwrite.
 Mixed into `SqlStore`, which supplies transactions and value conversion.
 """
 
@@ -23,6 +26,9 @@ if TYPE_CHECKING:
 
 class JobsSql:
     _skip_locked = ""
+    # (column, value) SQL that numbers a new job in claim order, for a backend whose
+    # jobs.seq has no default; empty where the column numbers itself (PG identity).
+    _job_seq: tuple[str, str] = ("", "")
 
     if TYPE_CHECKING:  # supplied by SqlStore and the dialects
 
@@ -57,22 +63,15 @@ class JobsSql:
         with self._write() as c:
             now = self._ts(self._now(c))
             job_id = R.new_id()
-            self._insert_job(c, job_id, kind, payload, study_id, max(1, max_attempts), now)
+            c.execute(
+                f"INSERT INTO jobs (id, {self._job_seq[0]}study_id, kind, status, payload,"
+                " max_attempts, created_at, updated_at, stage)"
+                f" VALUES (?, {self._job_seq[1]}?, ?, 'queued', ?, ?, ?, ?, 'queued')",
+                (job_id, study_id, kind, self._json_in(payload), max(1, max_attempts), now, now),
+            )
             job = self._get_job(c, job_id)
             assert job is not None
             return job
-
-    def _insert_job(
-        self,
-        c: Any,
-        job_id: str,
-        kind: str,
-        payload: Any,
-        study_id: str | None,
-        max_attempts: int,
-        now: Any,
-    ) -> None:
-        raise NotImplementedError
 
     def claim_job(
         self,
@@ -90,22 +89,23 @@ class JobsSql:
             return None
         with self._write() as c:
             now = self._now(c)
-            # Jobs whose worker died on their last allowed attempt end here, with a reason.
+            # Jobs whose worker died once more after the restart cap end here, with a reason.
             c.execute(
                 "UPDATE jobs SET status = 'failed', updated_at = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, error = 'Gave up after ' || attempts ||"
-                " ' attempts: the worker running it stopped responding each time.'"
+                " lease_expires_at = NULL, error = 'Gave up after ' || restarts ||"
+                " ' restarts: the worker running it stopped responding each time.'"
                 " WHERE id IN (SELECT id FROM jobs WHERE status = 'running'"
-                f" AND lease_expires_at < ? AND attempts >= max_attempts{self._skip_locked})",
-                (self._ts(now), self._ts(now)),
+                f" AND lease_expires_at < ? AND restarts >= ?{self._skip_locked})",
+                (self._ts(now), self._ts(now), R.MAX_RESTARTS),
             )
             job_id = self._claim_candidate(c, now, kinds)
             if job_id is None:
                 return None
             c.execute(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0,"
-                " stage = 'starting', lease_owner = ?, lease_expires_at = ?, updated_at = ?"
-                " WHERE id = ?",
+                "UPDATE jobs SET status = 'running', progress = 0, stage = 'starting',"
+                " attempts = attempts + CASE WHEN status = 'queued' THEN 1 ELSE 0 END,"
+                " restarts = restarts + CASE WHEN status = 'running' THEN 1 ELSE 0 END,"
+                " lease_owner = ?, lease_expires_at = ?, updated_at = ? WHERE id = ?",
                 (
                     worker_id,
                     self._ts(now + timedelta(seconds=lease_seconds)),
@@ -245,22 +245,25 @@ class JobsSql:
     def requeue_interrupted(self) -> int:
         """Single-process start-up: every 'running' job was left by a dead process.
 
-        Jobs that already used all their attempts fail instead (a job that crashes the
-        process must not crash it forever). Do NOT call this while other workers share
-        the database: they rely on lease expiry instead.
+        Each is requeued as a restart (its attempt is not used up); one already restarted
+        `MAX_RESTARTS` times fails instead (a job that crashes the process must not crash
+        it forever). Do NOT call this while other workers share the database: they rely
+        on lease expiry instead.
         """
         with self._write() as c:
             now = self._ts(self._now(c))
             c.execute(
                 "UPDATE jobs SET status = 'failed', updated_at = ?, lease_owner = NULL,"
-                " lease_expires_at = NULL, error = 'Gave up after ' || attempts ||"
-                " ' attempts: the process running it stopped each time.'"
-                " WHERE status = 'running' AND attempts >= max_attempts",
-                (now,),
+                " lease_expires_at = NULL, error = 'Gave up after ' || restarts ||"
+                " ' restarts: the process running it stopped each time.'"
+                " WHERE status = 'running' AND restarts >= ?",
+                (now, R.MAX_RESTARTS),
             )
             return int(
                 c.execute(
                     "UPDATE jobs SET status = 'queued', stage = 'queued', progress = 0,"
+                    " restarts = restarts + 1,"
+                    " attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END,"
                     " lease_owner = NULL, lease_expires_at = NULL, updated_at = ?"
                     " WHERE status = 'running'",
                     (now,),

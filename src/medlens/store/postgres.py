@@ -172,22 +172,6 @@ class PostgresStore(SqlStore):
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, self._psycopg.errors.UniqueViolation)
 
-    def _insert_job(
-        self,
-        c: Any,
-        job_id: str,
-        kind: str,
-        payload: Any,
-        study_id: str | None,
-        max_attempts: int,
-        now: Any,
-    ) -> None:
-        c.execute(
-            "INSERT INTO jobs (id, study_id, kind, status, payload, max_attempts, created_at,"
-            " updated_at, stage) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, 'queued')",
-            (job_id, study_id, kind, self._json_in(payload), max_attempts, now, now),
-        )
-
     def _claim_candidate(self, c: Any, now: datetime, kinds: Sequence[str] | None) -> str | None:
         kind_sql = ""
         params: list[Any] = [now]
@@ -198,7 +182,7 @@ class PostgresStore(SqlStore):
             params.append(list(kinds))
         row = c.execute(
             "SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running'"
-            " AND lease_expires_at < ? AND attempts < max_attempts))"
+            " AND lease_expires_at < ?))"
             f"{kind_sql} ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED",
             params,
         ).fetchone()

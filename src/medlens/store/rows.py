@@ -15,14 +15,16 @@ from medlens.store.base import NewImage
 
 JOB_COLUMNS = (
     "id, study_id, kind, status, progress, stage, payload, result, error, attempts,"
-    " created_at, updated_at, lease_owner, lease_expires_at, max_attempts"
+    " created_at, updated_at, lease_owner, lease_expires_at, max_attempts, restarts"
 )
-STUDY_COLUMNS = "id, created_at, context, idempotency_key, owner"
+STUDY_COLUMNS = 'id, created_at, context, idempotency_key, owner, owner_id, "group"'
 IMAGE_COLUMNS = "id, study_id, position, sha256, pixel_sha256, format, filename, metadata"
 AUDIT_COLUMNS = "id, at, actor, action, study_id, outcome, detail"
 MESSAGE_COLUMNS = "study_id, seq, role, content, created_at, job_id"
 
 DEFAULT_MAX_ATTEMPTS = 3
+# A job whose worker dies this many times more is one that kills its worker: it fails.
+MAX_RESTARTS = 10
 
 
 def new_id() -> str:

@@ -11,6 +11,11 @@ Design notes shared by both:
 from __future__ import annotations
 
 from medlens.store.migrate import PgStep, SqliteStep
+from medlens.store.schema_audit import AUDIT_CHAIN_MIGRATION, pg_audit_chain, sqlite_audit_chain
+from medlens.store.schema_probe import PROBE_001, PROBE_001_SQL
+from medlens.store.schema_review import PG_REVIEW_001, SQLITE_REVIEW_001
+from medlens.store.schema_sso import SSO_001, SSO_001_SQL
+from medlens.store.schema_users import USERS_001_PG, USERS_001_SQLITE
 
 
 def _shared_tables(*, ts: str, json: str, row_id: str, job_seq: str, real: str) -> str:
@@ -120,6 +125,11 @@ SQLITE_MIGRATIONS: list[tuple[str, SqliteStep]] = [
         END;
         """,
     ),
+    (AUDIT_CHAIN_MIGRATION, sqlite_audit_chain),
+    ("users_001_users_tokens_ownership", USERS_001_SQLITE),
+    ("review_001_versions_signatures_addenda", SQLITE_REVIEW_001),
+    (PROBE_001, PROBE_001_SQL),
+    (SSO_001, SSO_001_SQL),
 ]
 
 PG_MIGRATIONS: list[tuple[str, PgStep]] = [
@@ -138,4 +148,9 @@ PG_MIGRATIONS: list[tuple[str, PgStep]] = [
             FOR EACH STATEMENT EXECUTE FUNCTION medlens_audit_append_only();
         """,
     ),
+    (AUDIT_CHAIN_MIGRATION, pg_audit_chain),
+    ("users_001_users_tokens_ownership", USERS_001_PG),
+    ("review_001_versions_signatures_addenda", PG_REVIEW_001),
+    (PROBE_001, PROBE_001_SQL),
+    (SSO_001, SSO_001_SQL),
 ]

@@ -79,6 +79,9 @@ def connect(path: str | Path) -> sqlite3.Connection:
 
 
 class SqliteStore(SqlStore):
+    # jobs.seq is a plain INTEGER here: the insert numbers the job (the write lock is held).
+    _job_seq = ("seq, ", "(SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ")
+
     def __init__(
         self,
         url: str,
@@ -186,24 +189,6 @@ class SqliteStore(SqlStore):
     def _is_unique_violation(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
 
-    def _insert_job(
-        self,
-        c: Any,
-        job_id: str,
-        kind: str,
-        payload: Any,
-        study_id: str | None,
-        max_attempts: int,
-        now: Any,
-    ) -> None:
-        c.execute(
-            "INSERT INTO jobs (id, seq, study_id, kind, status, payload, max_attempts,"
-            " created_at, updated_at, stage)"
-            " VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs), ?, ?, 'queued', ?, ?,"
-            " ?, ?, 'queued')",
-            (job_id, study_id, kind, self._json_in(payload), max_attempts, now, now),
-        )
-
     def _claim_candidate(self, c: Any, now: datetime, kinds: Sequence[str] | None) -> str | None:
         # Under BEGIN IMMEDIATE no other writer runs, so select-then-update is atomic.
         kind_sql = ""
@@ -215,7 +200,7 @@ class SqliteStore(SqlStore):
             params.extend(kinds)
         row = c.execute(
             "SELECT id FROM jobs WHERE (status = 'queued' OR (status = 'running'"
-            " AND lease_expires_at < ? AND attempts < max_attempts))"
+            " AND lease_expires_at < ?))"
             f"{kind_sql} ORDER BY seq LIMIT 1",
             params,
         ).fetchone()

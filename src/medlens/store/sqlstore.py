@@ -15,8 +15,8 @@ from typing import Any
 
 from medlens.errors import Conflict
 from medlens.store import rows as R
+from medlens.store.audit_sql import AuditSql
 from medlens.store.base import (
-    AuditEvent,
     Job,
     Message,
     NewImage,
@@ -25,12 +25,15 @@ from medlens.store.base import (
 )
 from medlens.store.blobs import BlobStore
 from medlens.store.jobsql import JobsSql
+from medlens.store.review_sql import ReviewSql
+from medlens.store.sso_sql import SsoSql
+from medlens.store.usersql import UsersSql
 from medlens.tasks.interpret.result import Interpretation
 
 log = logging.getLogger(__name__)
 
 
-class SqlStore(JobsSql):
+class SqlStore(JobsSql, AuditSql, ReviewSql, UsersSql, SsoSql):
     """Base class; see sqlite.py and postgres.py for the dialects."""
 
     url: str
@@ -91,6 +94,7 @@ class SqlStore(JobsSql):
             lease_owner=row[12],
             lease_expires_at=self._iso(row[13]) if row[13] is not None else None,
             max_attempts=int(row[14]),
+            restarts=int(row[15]),
         )
 
     def _image(self, row: Sequence[Any]) -> StoredImage:
@@ -117,6 +121,8 @@ class SqlStore(JobsSql):
             images=tuple(self._image(r) for r in images),
             idempotency_key=row[3],
             owner=row[4],
+            owner_id=row[5],
+            group=row[6],
         )
 
     def _study_by(self, c: Any, where: str, params: tuple[Any, ...]) -> Study | None:
@@ -307,39 +313,3 @@ class SqlStore(JobsSql):
                 (study_id,),
             ).fetchall()
         return [Message(r[0], int(r[1]), r[2], r[3], self._iso(r[4]), r[5]) for r in found]
-
-    # --- audit ---------------------------------------------------------------
-    def audit(
-        self,
-        actor: str,
-        action: str,
-        *,
-        study_id: str | None = None,
-        outcome: str = "ok",
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        with self._write() as c:
-            c.execute(
-                "INSERT INTO audit_events (at, actor, action, study_id, outcome, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    self._ts(self._now(c)),
-                    actor,
-                    action,
-                    study_id,
-                    outcome,
-                    self._json_in(detail or {}),
-                ),
-            )
-
-    def list_audit(self, *, limit: int = 100, study_id: str | None = None) -> list[AuditEvent]:
-        where, params = ("WHERE study_id = ?", (study_id,)) if study_id else ("", ())
-        with self._read() as c:
-            found = c.execute(
-                f"SELECT {R.AUDIT_COLUMNS} FROM audit_events {where} ORDER BY id DESC LIMIT ?",
-                (*params, int(limit)),
-            ).fetchall()
-        return [
-            AuditEvent(int(r[0]), self._iso(r[1]), r[2], r[3], r[4], r[5], self._json_out(r[6]))
-            for r in found
-        ]

@@ -32,14 +32,10 @@ from medlens.errors import (
 )
 from medlens.models.backends.openai_wire import DataUrlCache, sanitise, to_openai_messages
 from medlens.models.chat_template import GEMMA3_CHAT_TEMPLATE
-from medlens.models.protocols import (
-    BackendInfo,
-    ChatMessage,
-    GenerationConfig,
-    GenerationStats,
-)
+from medlens.models.protocols import BackendInfo, StreamingGenerator
 
 if TYPE_CHECKING:
+    from medlens.models.protocols import ChatMessage, GenerationConfig, GenerationStats
     from medlens.models.registry import ModelRecord
 
 EXTRA = "gguf"
@@ -97,7 +93,7 @@ def _perf(llama_cpp: Any, llm: Any) -> tuple[int, float, int, float]:
     return int(data.n_p_eval), data.t_p_eval_ms / 1000, int(data.n_eval), data.t_eval_ms / 1000
 
 
-class LlamaCppGenerator:
+class LlamaCppGenerator(StreamingGenerator):
     """A loaded GGUF model (one llama.cpp context, used by one request at a time)."""
 
     def __init__(
@@ -131,13 +127,9 @@ class LlamaCppGenerator:
     def count_tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        config: GenerationConfig,
-        stats: GenerationStats | None = None,
+    def _generate(
+        self, messages: Sequence[ChatMessage], config: GenerationConfig, stats: GenerationStats
     ) -> Iterator[str]:
-        stats = stats if stats is not None else GenerationStats()
         n_images = sum(len(m.images) for m in messages)
         if n_images and not self.has_vision:
             raise ConfigError(

@@ -39,14 +39,10 @@ from medlens.models.backends.openai_wire import (
     sampling_fields,
     to_openai_messages,
 )
-from medlens.models.protocols import (
-    BackendInfo,
-    ChatMessage,
-    GenerationConfig,
-    GenerationStats,
-)
+from medlens.models.protocols import BackendInfo, StreamingGenerator
 
 if TYPE_CHECKING:
+    from medlens.models.protocols import ChatMessage, GenerationConfig, GenerationStats
     from medlens.models.registry import ModelRecord
 
 log = logging.getLogger(__name__)
@@ -59,7 +55,7 @@ def available() -> tuple[bool, str]:
     return importlib.util.find_spec("httpx") is not None, "server"
 
 
-class OpenAIRemoteGenerator:
+class OpenAIRemoteGenerator(StreamingGenerator):
     """Streams chat completions from a remote server; scores continuations if it can."""
 
     def __init__(self, client: RemoteClient, model: str, info: BackendInfo) -> None:
@@ -76,13 +72,9 @@ class OpenAIRemoteGenerator:
         self.client.close()
 
     # --- generation ------------------------------------------------------------------
-    def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        config: GenerationConfig,
-        stats: GenerationStats | None = None,
+    def _generate(
+        self, messages: Sequence[ChatMessage], config: GenerationConfig, stats: GenerationStats
     ) -> Iterator[str]:
-        stats = stats if stats is not None else GenerationStats()
         body: dict[str, Any] = {
             "model": self.model,
             "messages": to_openai_messages(messages, self._images),

@@ -31,6 +31,7 @@ from medlens.models.protocols import (
     GenerationConfig,
     GenerationStats,
     ImagePart,
+    StreamingGenerator,
     TextPart,
 )
 from medlens.models.stream_text import IncrementalDetokenizer, StopStringBuffer
@@ -39,7 +40,7 @@ from medlens.models.thinking import ThinkingFilter
 IMAGE_CACHE_SIZE = 32  # encoded images kept per model (follow-up questions reuse them)
 
 
-class TransformersGenerator:
+class TransformersGenerator(StreamingGenerator):
     """Implements protocols.Generator and protocols.LoglikelihoodScorer."""
 
     def __init__(self, model: Any, processor: Any, info: BackendInfo) -> None:
@@ -132,13 +133,9 @@ class TransformersGenerator:
         return torch.cat([self._image_cache[im.key] for im in images], dim=0)
 
     # --- generation ----------------------------------------------------------
-    def stream(
-        self,
-        messages: Sequence[ChatMessage],
-        config: GenerationConfig,
-        stats: GenerationStats | None = None,
+    def _generate(
+        self, messages: Sequence[ChatMessage], config: GenerationConfig, stats: GenerationStats
     ) -> Iterator[str]:
-        stats = stats if stats is not None else GenerationStats()
         with self._lock:
             yield from self._stream(messages, config, stats)
 

@@ -22,7 +22,7 @@ from medlens.server.schemas import (
     StudyOut,
 )
 from medlens.server.security import Actor
-from medlens.server.services import render, studies
+from medlens.server.services import access, render, review, studies
 from medlens.server.sse import job_events
 from medlens.server.state import ServerState
 from medlens.tasks.interpret.fhir import to_diagnostic_report
@@ -52,6 +52,11 @@ _UPLOAD_BODY = {
                         "language": {
                             "type": "string",
                             "description": "Report language, e.g. en, fr",
+                        },
+                        "group": {
+                            "type": "string",
+                            "description": "Share with this group of yours (default: your "
+                            "first group)",
                         },
                     },
                 }
@@ -114,17 +119,25 @@ async def create_study(
         for key, value in form.multi_items():
             if key == "files" and not isinstance(value, str):
                 files.append((value.filename, await value.read()))
-            elif key not in ("files", *studies._CONTEXT_LIMITS):
+            elif key not in ("files", "group", *studies._CONTEXT_LIMITS):
                 raise studies.BadRequest(f"Unknown form field {key!r}.")
         raw_context = {
             k: form.get(k) for k in studies._CONTEXT_LIMITS if isinstance(form.get(k), str)
         }
+        group_field = form.get("group")
+        group = group_field if isinstance(group_field, str) else None
     finally:
         await form.close()
     try:
         context = studies.clean_context(raw_context, state.settings.language)
         study, created, _job = await run_in_threadpool(
-            studies.upload, state, files, context, idempotency_key=idempotency_key, actor=actor
+            studies.upload,
+            state,
+            files,
+            context,
+            idempotency_key=idempotency_key,
+            actor=actor,
+            group=group,
         )
     except MedLensError as err:
         state.metrics.uploads.labels(outcome="refused").inc()
@@ -161,7 +174,7 @@ async def list_studies(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> StudyList:
     def work() -> StudyList:
-        rows = state.store.list_studies(limit=limit, offset=offset)
+        rows = access.list_visible(state, actor, limit=limit, offset=offset)
         return StudyList(studies=[studies.study_out(state, s) for s in rows])
 
     return await run_in_threadpool(work)
@@ -170,7 +183,7 @@ async def list_studies(
 @router.get("/studies/{study_id}", response_model=StudyOut)
 async def get_study(study_id: str, actor: ActorDep, state: StateDep) -> StudyOut:
     def work() -> StudyOut:
-        study = studies.get_study(state, study_id)
+        study = studies.get_study(state, study_id, actor)
         audit(state, actor, "view", study_id=study.id)
         return studies.study_out(state, study)
 
@@ -181,7 +194,7 @@ async def get_study(study_id: str, actor: ActorDep, state: StateDep) -> StudyOut
 async def delete_study(study_id: str, actor: ActorDep, state: StateDep) -> Response:
     def work() -> None:
         try:
-            studies.delete_study(state, study_id)
+            studies.delete_study(state, study_id, actor)
         except NotFound:
             audit(state, actor, "delete", study_id=study_id, outcome="not_found")
             raise
@@ -217,7 +230,7 @@ async def get_interpretation(
     )
 
     def work() -> dict[str, Any]:
-        study = studies.get_study(state, study_id)
+        study = studies.get_study(state, study_id, actor)
         interp = state.store.get_interpretation(study.id)
         if interp is None:
             job = studies.latest_job(state, study.id, "interpret")
@@ -233,7 +246,8 @@ async def get_interpretation(
             detail={"format": "fhir" if fhir else "json"},
         )
         if fhir:
-            return to_diagnostic_report(interp, study_created=study.created_at)
+            signed = review.signed_report(state, study.id)  # final/appended once signed
+            return to_diagnostic_report(interp, study_created=study.created_at, signed=signed)
         return interp.model_dump(mode="json")
 
     body = await run_in_threadpool(work)
@@ -267,11 +281,15 @@ async def get_image(
     """The de-identified image rendered to PNG (window/level applies to DICOM)."""
 
     def work() -> bytes:
-        study = studies.get_study(state, study_id)
+        study = studies.get_study(state, study_id, actor)
         image = next((i for i in study.images if i.position == position), None)
         if image is None:
             raise NotFound(f"Study {study_id} has no image {position}.")
-        return render.render_png(state.store.blobs, image, center=wc, width=ww)
+        png = render.render_png(state.store.blobs, image, center=wc, width=ww)
+        # Seeing the pixels is seeing the study: audited like a view (the probe found not).
+        detail = {"position": position, "window": [wc, ww] if wc or ww else None}
+        audit(state, actor, "view_image", study_id=study.id, detail=detail)
+        return png
 
     png = await run_in_threadpool(work)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=300"})
@@ -282,11 +300,14 @@ async def get_window(study_id: str, position: int, actor: ActorDep, state: State
     """Value range and default window of a DICOM image (null for PNG/JPEG)."""
 
     def work() -> Any:
-        study = studies.get_study(state, study_id)
+        study = studies.get_study(state, study_id, actor)
         image = next((i for i in study.images if i.position == position), None)
         if image is None:
             raise NotFound(f"Study {study_id} has no image {position}.")
-        return render.window_defaults(state.store.blobs, image)
+        found = render.window_defaults(state.store.blobs, image)
+        detail = {"position": position, "what": "window"}
+        audit(state, actor, "view_image", study_id=study.id, detail=detail)
+        return found
 
     return await run_in_threadpool(work)
 
@@ -294,7 +315,7 @@ async def get_window(study_id: str, position: int, actor: ActorDep, state: State
 @router.get("/studies/{study_id}/messages", response_model=list[MessageOut])
 async def list_messages(study_id: str, actor: ActorDep, state: StateDep) -> list[MessageOut]:
     def work() -> list[MessageOut]:
-        study = studies.get_study(state, study_id)
+        study = studies.get_study(state, study_id, actor)
         return [studies.message_out(m) for m in state.store.list_messages(study.id)]
 
     return await run_in_threadpool(work)
@@ -308,7 +329,7 @@ async def post_message(
 
     def work() -> FollowupAccepted:
         try:
-            msg, job = studies.ask_followup(state, study_id, body.content, body.language)
+            msg, job = studies.ask_followup(state, study_id, body.content, body.language, actor)
         except MedLensError as err:
             audit(
                 state,
@@ -327,9 +348,7 @@ async def post_message(
 
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
 async def get_job(job_id: str, actor: ActorDep, state: StateDep) -> JobOut:
-    job = await run_in_threadpool(state.store.get_job, job_id)
-    if job is None:
-        raise NotFound(f"No job {job_id!r}.")
+    job = await run_in_threadpool(access.visible_job, state, job_id, actor)
     return studies.job_out(job)
 
 
@@ -348,9 +367,7 @@ async def job_events_stream(
 ) -> StreamingResponse:
     """Server-sent events for a job: `progress` {status, progress, stage}, `token` {text}
     (report/answer text as it is generated), then `done` or `failed`."""
-    job = await run_in_threadpool(state.store.get_job, job_id)
-    if job is None:
-        raise NotFound(f"No job {job_id!r}.")
+    await run_in_threadpool(access.visible_job, state, job_id, actor)  # 404 unless visible
     stream = job_events(state, job_id, request.is_disconnected)
     return StreamingResponse(
         stream,

@@ -45,6 +45,6 @@ async def healthz(state: ServerState = Depends(get_state)) -> Health:
 )
 async def metrics(request: Request, state: ServerState = Depends(get_state)) -> Response:
     """Prometheus metrics (needs a token when tokens are configured; not rate limited)."""
-    authenticate(request)
+    await run_in_threadpool(authenticate, request)  # it may query the store (users)
     body = await run_in_threadpool(state.metrics.render)
     return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

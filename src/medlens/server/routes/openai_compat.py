@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import weakref
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from medlens.errors import MedLensError
 from medlens.models.session import configured_id, default_session
 from medlens.server.deps import api_actor, audit, get_state
+from medlens.server.inference import InferenceQueue, Ticket, inference_queue
 from medlens.server.openai_shapes import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -27,13 +29,6 @@ from medlens.server.services import chat
 from medlens.server.state import ServerState
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-
-
-def _semaphore(state: ServerState) -> threading.BoundedSemaphore:
-    sem = state.extra.get("chat_semaphore")
-    if sem is None:
-        sem = state.extra["chat_semaphore"] = threading.BoundedSemaphore(state.settings.workers)
-    return sem
 
 
 @router.get("/models")
@@ -58,16 +53,24 @@ async def chat_completions(
     """Chat with the configured generator (MedGemma). The response carries MedLens's
     `disclaimer` field; every answer is an AI draft that a clinician must review."""
     settings = state.settings
-    sem = _semaphore(state)
-    await run_in_threadpool(audit, state, actor, "chat", detail={"stream": req.stream})
+    queue = inference_queue(state)
+    ticket = queue.admit()  # a full queue answers 429 now, before any work
+    try:
+        await run_in_threadpool(audit, state, actor, "chat", detail={"stream": req.stream})
+    except BaseException:
+        ticket.release()
+        raise
     if not req.stream:
 
         def work() -> ChatCompletion:
-            with sem:
-                gen = default_session().generator(settings=settings)
-                return chat.run(chat.prepare(req, gen, settings), gen)
+            gen = default_session().generator(settings=settings)
+            return chat.run(chat.prepare(req, gen, settings), gen)
 
-        body = await run_in_threadpool(work)
+        # Waits on the inference threads as a future, holding no thread of the shared pool;
+        # the place is given back when the work ends (or is cancelled before it starts).
+        future = queue.submit(work)
+        future.add_done_callback(ticket.release)
+        body = await asyncio.wrap_future(future)
         return JSONResponse(body.model_dump(mode="json"))
 
     # Validate, decode and load before the 200 goes out, so errors still get a proper
@@ -76,42 +79,53 @@ async def chat_completions(
         gen = default_session().generator(settings=settings)
         return gen, chat.prepare(req, gen, settings)
 
-    generator, prepared = await run_in_threadpool(prepare)
+    try:
+        generator, prepared = await queue.run(prepare)
+    except BaseException:
+        ticket.release()
+        raise
+    body_iter = _sse(prepared, generator, queue, ticket)
+    weakref.finalize(body_iter, ticket.release)  # a stream never started gives it back too
     return StreamingResponse(
-        _sse(prepared, generator, sem),
+        body_iter,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
 async def _sse(
-    prepared: chat.PreparedChat, generator: Any, sem: threading.BoundedSemaphore
+    prepared: chat.PreparedChat, generator: Any, queue: InferenceQueue, ticket: Ticket
 ) -> AsyncIterator[bytes]:
-    """Run the blocking generator in a thread; hand chunks to the event loop via a queue."""
+    """Run the blocking generator on an inference thread; hand chunks to the event loop
+    via a queue."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
+    chunks: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
     stop = threading.Event()
     end = object()
 
+    def put(item: Any) -> None:
+        asyncio.run_coroutine_threadsafe(chunks.put(item), loop).result()
+
     def produce() -> None:
         try:
-            with sem:
-                for item in chat.stream_chunks(prepared, generator):
-                    if stop.is_set():
-                        return
-                    asyncio.run_coroutine_threadsafe(queue.put(item), loop).result()
-        except MedLensError as err:
-            asyncio.run_coroutine_threadsafe(queue.put(err), loop).result()
+            for item in chat.stream_chunks(prepared, generator):
+                if stop.is_set():
+                    return
+                put(item)
         except Exception as err:
-            asyncio.run_coroutine_threadsafe(queue.put(err), loop).result()
+            put(err)
         finally:
-            asyncio.run_coroutine_threadsafe(queue.put(end), loop).result()
+            put(end)
 
-    thread = threading.Thread(target=produce, name="medlens-chat", daemon=True)
-    thread.start()
+    try:
+        future = queue.submit(produce)
+    except BaseException:
+        ticket.release()
+        raise
+    future.add_done_callback(ticket.release)
     try:
         while True:
-            item = await queue.get()
+            item = await chunks.get()
             if item is end:
                 break
             if isinstance(item, Exception):
@@ -123,5 +137,7 @@ async def _sse(
         yield b"data: [DONE]\n\n"
     finally:
         stop.set()
-        while not queue.empty():  # unblock a producer waiting on a full queue
-            queue.get_nowait()
+        if future.cancel():  # never started (client gone while it waited): nothing to drain
+            ticket.release()
+        while not chunks.empty():  # unblock a producer waiting on a full queue
+            chunks.get_nowait()

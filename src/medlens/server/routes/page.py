@@ -18,10 +18,11 @@ from starlette.concurrency import run_in_threadpool
 import medlens
 from medlens.disclaimer import DEMO_BANNER, DISCLAIMER
 from medlens.errors import NotFound
-from medlens.server import charts
+from medlens.server import accounts, charts
 from medlens.server.deps import audit, get_state
-from medlens.server.security import SESSION_COOKIE, SESSION_TTL_S, Actor, token_actor
-from medlens.server.services import studies
+from medlens.server.routes.apidocs import require_docs_access
+from medlens.server.security import SESSION_COOKIE, SESSION_TTL_S, Actor
+from medlens.server.services import access, review, studies
 from medlens.server.services.modelstatus import model_status
 from medlens.server.state import ServerState
 
@@ -84,31 +85,34 @@ def _render(
         version=medlens.__version__,
         csrf=state.sessions.csrf_token(session["sid"]),
         logged_in=bool(session.get("actor")),
-        tokens=bool(settings.api_tokens),
+        tokens=session.get("_auth_on", bool(settings.api_tokens)),
+        sso_name=settings.oidc_provider_name if settings.oidc_issuer else None,
         **ctx,
     )
     return HTMLResponse(html, status_code=status)
 
 
-def _page_actor(session: dict[str, Any], state: ServerState) -> Actor | None:
-    if state.settings.api_tokens and not session.get("actor"):
-        return None
-    return Actor(
-        name=session.get("actor") or f"session:{session['sid'][:8]}",
-        kind="session",
-        session_id=session["sid"],
-    )
+async def _page_actor(session: dict[str, Any], state: ServerState) -> Actor | None:
+    """The session's actor rebuilt from the store (None: log in first)."""
+
+    def work() -> Actor | None:
+        auth_on = accounts.auth_enabled(state)
+        session["_auth_on"] = auth_on  # read by _render; never written to the cookie
+        return accounts.session_actor(state, session, auth_on)
+
+    return await run_in_threadpool(work)
 
 
 @router.get("/", response_class=HTMLResponse)
 async def index(request: Request, state: ServerState = Depends(get_state)) -> Response:
     session, cookie = _session(request, state)
-    if _page_actor(session, state) is None:
+    actor = await _page_actor(session, state)
+    if actor is None:
         return _set_cookie(RedirectResponse("/login", status_code=303), cookie)
 
     def work() -> list[Any]:
         rows = []
-        for study in state.store.list_studies(limit=100):
+        for study in access.list_visible(state, actor, limit=100):
             interp = state.store.get_interpretation(study.id)
             urgency = interp.urgency if interp is not None else None
             rows.append(
@@ -142,13 +146,13 @@ async def study_page(
     study_id: str, request: Request, state: ServerState = Depends(get_state)
 ) -> Response:
     session, cookie = _session(request, state)
-    actor = _page_actor(session, state)
+    actor = await _page_actor(session, state)
     if actor is None:
         return _set_cookie(RedirectResponse("/login", status_code=303), cookie)
 
     def work() -> dict[str, Any] | None:
         try:
-            study = studies.get_study(state, study_id)
+            study = studies.get_study(state, study_id, actor)
         except NotFound:
             return None
         audit(state, actor, "view", study_id=study.id, detail={"via": "page"})
@@ -162,6 +166,7 @@ async def study_page(
             "followup": followup if followup and followup.status in ("queued", "running") else None,
             "messages": state.store.list_messages(study.id),
             "charts": charts.score_charts(interp) if interp is not None else [],
+            "review": review.page_context(state, actor, study, interp),
         }
 
     data = await run_in_threadpool(work)
@@ -185,8 +190,10 @@ async def login(request: Request, state: ServerState = Depends(get_state)) -> Re
     session, cookie = _session(request, state)
     client = request.client.host if request.client else "unknown"
     state.limiter.check(f"login:{client}")
-    async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
+    async with request.form(max_files=0, max_fields=6, max_part_size=4096) as form:
         token = str(form.get("token") or "")
+        name = str(form.get("name") or "")
+        password = str(form.get("password") or "")
         csrf = str(form.get("csrf") or "")
     if cookie is not None or not hmac.compare_digest(
         csrf, state.sessions.csrf_token(session["sid"])
@@ -202,14 +209,16 @@ async def login(request: Request, state: ServerState = Depends(get_state)) -> Re
             ),
             cookie,
         )
-    actor = token_actor(token.strip(), state.settings) if state.settings.api_tokens else None
-    if actor is None:
+    found = await run_in_threadpool(
+        accounts.login, state, name=name, password=password, token=token
+    )
+    if found is None:
         await run_in_threadpool(audit, state, f"page:{client}", "login", outcome="denied")
-        return _render(
-            "login.html", request, state, session, status=403, error="That token is not valid."
-        )
+        error = "Wrong name or password." if name or password else "That token is not valid."
+        return _render("login.html", request, state, session, status=403, error=error)
+    actor, fields = found
     await run_in_threadpool(audit, state, actor, "login")
-    new_cookie, _sid = state.sessions.issue(actor.name)
+    new_cookie, _sid = state.sessions.issue(actor.name, fields)
     return _set_cookie(RedirectResponse("/", status_code=303), new_cookie)
 
 
@@ -218,13 +227,14 @@ async def logout(request: Request, state: ServerState = Depends(get_state)) -> R
     session, _cookie = _session(request, state)
     async with request.form(max_files=0, max_fields=2, max_part_size=1024) as form:
         csrf = str(form.get("csrf") or "")
-    response = RedirectResponse("/login" if state.settings.api_tokens else "/", status_code=303)
+    auth_on = await run_in_threadpool(accounts.auth_enabled, state)
+    response = RedirectResponse("/login" if auth_on else "/", status_code=303)
     if hmac.compare_digest(csrf, state.sessions.csrf_token(session["sid"])):
         response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
-@router.get("/docs", response_class=HTMLResponse)
+@router.get("/docs", response_class=HTMLResponse, dependencies=[Depends(require_docs_access)])
 async def api_docs(request: Request, state: ServerState = Depends(get_state)) -> Response:
     """The API reference, rendered from the OpenAPI schema (no CDN, no inline script)."""
     session, cookie = _session(request, state)

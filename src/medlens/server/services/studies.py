@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 from medlens.errors import InvalidImage, MedLensError, NotFound
 from medlens.jobs import intake
 from medlens.server.schemas import ImageOut, JobOut, MessageOut, StudyOut
 from medlens.server.security import Actor
+from medlens.server.services import access
 from medlens.server.state import ServerState
+from medlens.shapes import from_attributes
 from medlens.store.base import Job, Message, Study
 
 MAX_FILES = 16
@@ -66,6 +69,7 @@ def upload(
     *,
     idempotency_key: str | None,
     actor: Actor,
+    group: str | None = None,
 ) -> tuple[Study, bool, Job | None]:
     if not files:
         raise BadRequest("No image: send one or more files in parts named 'files'.")
@@ -79,57 +83,43 @@ def upload(
     if len(files) > MAX_FILES:
         raise BadRequest(f"Too many files: at most {MAX_FILES} images per study.")
     prepared = []
-    for name, data in files:
+    for position, (_name, data) in enumerate(files, start=1):  # the file name is PHI: dropped
         if not data:
-            raise InvalidImage(f"{name or 'file'}: the file is empty.")
-        prepared.append(intake.prepare(data, name, state.settings))
+            raise InvalidImage(f"{intake.display_name(position)}: the file is empty.")
+        prepared.append(intake.prepare(data, position, state.settings))
     # Checked before anything is written, so a refused upload leaves no study without a job.
     check_queue(state)
-    owner = actor.name if actor.kind == "token" else None
+    owner, owner_id, group = access.upload_owner(actor, group)
     sub = intake.submit_study(
         state.store, prepared, context, idempotency_key=idempotency_key, owner=owner
     )
+    study = sub.study
+    if owner_id is not None and study.owner_id is None:
+        # Until this runs the new study has no owner: only admins could see it (fails closed).
+        state.store.set_study_owner(study.id, owner_id, group)
+        study = replace(study, owner_id=owner_id, group=group)
     if sub.queued:
         state.wake_runner()
-    return sub.study, sub.created, sub.job
+    return study, sub.created, sub.job
 
 
 def latest_job(state: ServerState, study_id: str, kind: str | None = None) -> Job | None:
     return intake.latest_job(state.store, study_id, kind)
 
 
-def get_study(state: ServerState, study_id: str) -> Study:
-    study = state.store.get_study(study_id)
-    if study is None:
-        raise NotFound(f"No study {study_id!r} (it may have been deleted).")
-    return study
+def get_study(state: ServerState, study_id: str, actor: Actor) -> Study:
+    """The study if `actor` may see it; NotFound otherwise (same as a missing one)."""
+    return access.visible_study(state, study_id, actor)
 
 
 def job_out(job: Job) -> JobOut:
-    return JobOut(
-        id=job.id,
-        kind=job.kind,
-        status=job.status,
-        progress=job.progress,
-        stage=job.stage,
-        study_id=job.study_id,
-        error=job.error,
-        events_url=f"/v1/jobs/{job.id}/events",
-    )
+    return from_attributes(JobOut, job, events_url=f"/v1/jobs/{job.id}/events")
 
 
 def study_out(state: ServerState, study: Study, *, with_job: bool = True) -> StudyOut:
     job = latest_job(state, study.id) if with_job else None
     images = [
-        ImageOut(
-            id=img.id,
-            position=img.position,
-            format=img.format,
-            filename=img.filename,
-            sha256=img.sha256,
-            url=f"/v1/studies/{study.id}/images/{img.position}.png",
-            metadata=img.metadata,
-        )
+        from_attributes(ImageOut, img, url=f"/v1/studies/{study.id}/images/{img.position}.png")
         for img in study.images
     ]
     return StudyOut(
@@ -144,19 +134,13 @@ def study_out(state: ServerState, study: Study, *, with_job: bool = True) -> Stu
 
 
 def message_out(msg: Message) -> MessageOut:
-    return MessageOut(
-        seq=msg.seq,
-        role=msg.role,
-        content=msg.content,
-        created_at=msg.created_at,
-        job_id=msg.job_id,
-    )
+    return from_attributes(MessageOut, msg)
 
 
 def ask_followup(
-    state: ServerState, study_id: str, question: str, language: str | None
+    state: ServerState, study_id: str, question: str, language: str | None, actor: Actor
 ) -> tuple[Message, Job]:
-    study = get_study(state, study_id)
+    study = get_study(state, study_id, actor)
     interp = state.store.get_interpretation(study.id)
     if interp is None:
         raise BadRequest("The report is not ready yet; ask again when it has finished.")
@@ -173,8 +157,8 @@ def ask_followup(
     return message, job
 
 
-def delete_study(state: ServerState, study_id: str) -> None:
-    study = get_study(state, study_id)
+def delete_study(state: ServerState, study_id: str, actor: Actor) -> None:
+    study = get_study(state, study_id, actor)
     if not state.store.delete_study(study.id):
         raise NotFound(f"No study {study_id!r}.")
     for img in study.images:  # its decoded pixels leave memory too

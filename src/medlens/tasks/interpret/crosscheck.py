@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from medlens.shapes import from_attributes
 from medlens.tasks.interpret.labeler import Mention, label_report
 from medlens.tasks.interpret.result import Assertion, CrossCheck, Disagreement
 
@@ -27,16 +28,7 @@ def _norm(label: str) -> str:
 
 
 def assertions_from(mentions: Mapping[str, Mention]) -> list[Assertion]:
-    return [
-        Assertion(
-            label=m.label,
-            status=m.status,
-            laterality=m.laterality,
-            severity=m.severity,
-            evidence=m.evidence,
-        )
-        for m in mentions.values()
-    ]
+    return [from_attributes(Assertion, m) for m in mentions.values()]
 
 
 def cross_check(
@@ -128,8 +120,7 @@ def check_report(
         return not_checked("The report labeler and cross-check cover chest X-rays only.")
     if not english_text:
         return not_checked(
-            f"The report is in {language}; run with the back-translation "
-            "check to cross-check it."
+            f"The report is in {language}; run with the back-translation check to cross-check it."
         )
     if not scores:
         return not_checked("No finding scores (no encoder or scores disabled).", mentions)

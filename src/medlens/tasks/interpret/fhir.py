@@ -1,10 +1,12 @@
 """Interpretation → FHIR R4 DiagnosticReport: one builder for the API and the CLI.
 
-Status is always `preliminary` (an AI draft awaiting a clinician), the resource is tagged
-AI-assisted (v3 ObservationValue AIAST), finding scores and urgency travel as contained
-Observations, and the disclaimer is both in the narrative and in an extension so it
-survives whichever part a receiving system shows. Nothing here is random or read from
-the clock: the same interpretation always gives the same resource.
+Status is `preliminary` for the AI draft (awaiting a clinician; a contained Provenance
+names the model that wrote it), `final` once a radiologist signed it and `appended` after
+addenda (signoff.py); the resource is tagged AI-assisted (v3 ObservationValue AIAST),
+finding scores and urgency travel as contained Observations, and the disclaimer is both
+in the narrative and in an extension so it survives whichever part a receiving system
+shows. Nothing here is random or read from the clock: the same interpretation always
+gives the same resource.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from medlens.disclaimer import DISCLAIMER
 from medlens.tasks.interpret.result import Interpretation
+from medlens.tasks.interpret.signoff import SignedReport, apply_signoff, provenance_resources
 
 EXT_BASE = "https://medlens.local/fhir/StructureDefinition"
 LOINC = "http://loinc.org"
@@ -114,9 +117,13 @@ def extensions(interp: Interpretation) -> list[dict[str, Any]]:
 
 
 def to_diagnostic_report(
-    interp: Interpretation, *, study_created: str | None = None
+    interp: Interpretation,
+    *,
+    study_created: str | None = None,
+    signed: SignedReport | None = None,
 ) -> dict[str, Any]:
-    """The DiagnosticReport as JSON-ready dict; `study_created` becomes effectiveDateTime."""
+    """The DiagnosticReport as JSON-ready dict; `study_created` becomes effectiveDateTime;
+    `signed` (the radiologist's signed report) makes it `final`/`appended`."""
     text = report_text(interp)
     narrative = "".join(f"<p>{html.escape(p)}</p>" for p in text.split("\n\n"))
     report: dict[str, Any] = {
@@ -149,6 +156,8 @@ def to_diagnostic_report(
     report["conclusion"] = f"{impression or 'See report.'} ({DISCLAIMER})"
     contained = observations(interp)
     if contained:
-        report["contained"] = contained
         report["result"] = [{"reference": f"#{obs['id']}"} for obs in contained]
-    return report
+    contained += provenance_resources(interp)
+    if contained:
+        report["contained"] = contained
+    return apply_signoff(report, interp, signed) if signed is not None else report

@@ -128,9 +128,7 @@ def gate_images(
     return records, images
 
 
-def _part_maker(
-    parts: EncoderParts | None, img: StudyImage
-) -> Callable[[], ImagePart] | None:
+def _part_maker(parts: EncoderParts | None, img: StudyImage) -> Callable[[], ImagePart] | None:
     if parts is None or parts.spec is None:
         return None  # the gate falls back to the encoder record's spec
     return lambda: parts([img.ingested])[0]

@@ -92,8 +92,14 @@ def interpret(
 ) -> Interpretation:
     """Interpret a study with ready backends (see module docstring)."""
     options = options or InterpretOptions()
-    run = _Run(study, options, generator, encoder, StageClock(on_event),
-               normalise_language(options.language))
+    run = _Run(
+        study,
+        options,
+        generator,
+        encoder,
+        StageClock(on_event),
+        normalise_language(options.language),
+    )
     for img in study.images:
         run.warnings.extend(img.ingested.warnings)
     encoder_parts = EncoderParts(options.encoder_preprocess)

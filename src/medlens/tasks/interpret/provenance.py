@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from medlens.errors import MedLensError
+from medlens.shapes import from_attributes
 from medlens.tasks.interpret.result import (
     GenerationSummary,
     InputImage,
@@ -25,16 +26,7 @@ if TYPE_CHECKING:
 
 
 def model_provenance(info: BackendInfo) -> ModelProvenance:
-    return ModelProvenance(
-        model_id=info.model_id,
-        backend=info.backend,
-        source=info.source,
-        revision=info.revision,
-        weights_hash=info.weights_hash,
-        dtype=info.dtype,
-        device=info.device,
-        is_test=info.is_test,
-    )
+    return from_attributes(ModelProvenance, info)
 
 
 def prompt_ref(template: PromptTemplate, custom: str | None, prompt_format: str) -> PromptRef:
@@ -62,24 +54,12 @@ def build(
     import medlens
 
     inputs = [
-        InputImage(
-            image_index=n,
-            sha256=img.ingested.sha256,
-            pixel_sha256=img.ingested.pixel_sha256,
-            format=img.ingested.format,
-            source_name=img.ingested.source_name,
-        )
+        from_attributes(InputImage, img.ingested, image_index=n)
         for n, img in enumerate(study.images)
     ]
     gen = None
     if stats is not None:
-        gen = GenerationSummary(
-            prompt_tokens=stats.prompt_tokens,
-            output_tokens=stats.output_tokens,
-            images_encoded=stats.images_encoded,
-            images_cached=stats.images_cached,
-            finish_reason=stats.finish_reason,
-        )
+        gen = from_attributes(GenerationSummary, stats)
         timings = {**timings, **{f"generator.{k}": round(v, 6) for k, v in stats.timings.items()}}
     timings = {**timings, "total": round(sum(v for k, v in timings.items() if "." not in k), 6)}
     return Provenance(

@@ -40,11 +40,7 @@ def primary_position(images: Sequence[StudyImage]) -> int:
     """The primary image (scores for cross-check, urgency probe, retrieval): the first
     current non-lateral image, else the first one."""
     return next(
-        (
-            n
-            for n, img in enumerate(images)
-            if img.timepoint == "current" and img.view != "lateral"
-        ),
+        (n for n, img in enumerate(images) if img.timepoint == "current" and img.view != "lateral"),
         0,
     )
 
