@@ -13,9 +13,7 @@ Mixed into `SqlStore`, which supplies transactions and value conversion.
 
 from __future__ import annotations
 
-import contextlib
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from medlens.store import rows as R
 from medlens.store.audit_chain import (
@@ -26,22 +24,12 @@ from medlens.store.audit_chain import (
     entry_hash,
 )
 from medlens.store.base import AuditEvent
+from medlens.store.sqlparts import SqlParts
 
 AUDIT_CHAIN_LOCK = "audit:chain"
 
 
-class AuditSql:
-    if TYPE_CHECKING:  # supplied by SqlStore and the dialects
-
-        def _write(self) -> contextlib.AbstractContextManager[Any]: ...
-        def _read(self) -> contextlib.AbstractContextManager[Any]: ...
-        def _now(self, c: Any) -> datetime: ...
-        def _ts(self, dt: datetime) -> Any: ...
-        def _iso(self, value: Any) -> str: ...
-        def _json_in(self, obj: Any) -> Any: ...
-        def _json_out(self, value: Any) -> Any: ...
-        def _lock(self, c: Any, key: str) -> None: ...
-
+class AuditSql(SqlParts):
     def _append_audit(
         self,
         c: Any,

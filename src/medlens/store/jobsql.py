@@ -12,19 +12,19 @@ Mixed into `SqlStore`, which supplies transactions and value conversion.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from medlens.store import rows as R
 from medlens.store.base import Job, JobStatus
+from medlens.store.sqlparts import SqlParts
 
 if TYPE_CHECKING:
     from medlens.tasks.interpret.result import Interpretation
 
 
-class JobsSql:
+class JobsSql(SqlParts):
     _skip_locked = ""
     # (column, value) SQL that numbers a new job in claim order, for a backend whose
     # jobs.seq has no default; empty where the column numbers itself (PG identity).
@@ -32,11 +32,6 @@ class JobsSql:
 
     if TYPE_CHECKING:  # supplied by SqlStore and the dialects
 
-        def _write(self) -> contextlib.AbstractContextManager[Any]: ...
-        def _read(self) -> contextlib.AbstractContextManager[Any]: ...
-        def _now(self, c: Any) -> datetime: ...
-        def _ts(self, dt: datetime) -> Any: ...
-        def _json_in(self, obj: Any) -> Any: ...
         def _job(self, row: Sequence[Any]) -> Job: ...
         def _claim_candidate(
             self, c: Any, now: datetime, kinds: Sequence[str] | None

@@ -7,10 +7,8 @@ versions n and n+1 (never a clash) and a sign races a save cleanly. Mixed into
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from medlens.errors import Conflict
 from medlens.store.review import (
@@ -21,24 +19,14 @@ from medlens.store.review import (
     sha256_of,
     signed_document,
 )
+from medlens.store.sqlparts import SqlParts
 
 _VERSION_COLUMNS = "study_id, version, author_id, author_name, content, created_at"
 _SIGNATURE_COLUMNS = "study_id, version, signer_id, signer_name, signed_at, sha256"
 _ADDENDUM_COLUMNS = "study_id, seq, text, author_id, author_name, created_at, sha256"
 
 
-class ReviewSql:
-    if TYPE_CHECKING:  # supplied by SqlStore and the dialects
-
-        def _write(self) -> contextlib.AbstractContextManager[Any]: ...
-        def _read(self) -> contextlib.AbstractContextManager[Any]: ...
-        def _now(self, c: Any) -> datetime: ...
-        def _ts(self, dt: datetime) -> Any: ...
-        def _iso(self, value: Any) -> str: ...
-        def _json_in(self, obj: Any) -> Any: ...
-        def _json_out(self, value: Any) -> Any: ...
-        def _lock(self, c: Any, key: str) -> None: ...
-
+class ReviewSql(SqlParts):
     # --- conversions ---------------------------------------------------------
     def _version(self, r: Sequence[Any]) -> ReportVersion:
         return ReportVersion(r[0], int(r[1]), r[2], r[3], self._json_out(r[4]), self._iso(r[5]))

@@ -7,26 +7,20 @@ a role taken away there is gone here at the next sign-in.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from medlens.store import rows as R
+from medlens.store.sqlparts import SqlParts
 from medlens.store.usersql import User
 
 _COLUMNS = "id, name, role, groups, password_hash, created_at"
 
 
-class SsoSql:
+class SsoSql(SqlParts):
     if TYPE_CHECKING:  # supplied by SqlStore, UsersSql and the dialects
 
-        def _write(self) -> contextlib.AbstractContextManager[Any]: ...
-        def _now(self, c: Any) -> datetime: ...
-        def _ts(self, dt: datetime) -> Any: ...
-        def _json_in(self, obj: Any) -> Any: ...
-        def _is_unique_violation(self, exc: BaseException) -> bool: ...
         def _user(self, row: Sequence[Any]) -> User: ...
 
     def sso_user(

@@ -8,14 +8,13 @@ stay one indexed query). Visibility rules live in the server (`services/access.p
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from medlens.errors import Conflict
 from medlens.store import rows as R
+from medlens.store.sqlparts import SqlParts
 
 if TYPE_CHECKING:
     from medlens.store.base import Study
@@ -43,17 +42,9 @@ class ApiToken:
     revoked_at: str | None
 
 
-class UsersSql:
+class UsersSql(SqlParts):
     if TYPE_CHECKING:  # supplied by SqlStore and the dialects
 
-        def _write(self) -> contextlib.AbstractContextManager[Any]: ...
-        def _read(self) -> contextlib.AbstractContextManager[Any]: ...
-        def _now(self, c: Any) -> datetime: ...
-        def _ts(self, dt: datetime) -> Any: ...
-        def _iso(self, value: Any) -> str: ...
-        def _json_in(self, obj: Any) -> Any: ...
-        def _json_out(self, value: Any) -> Any: ...
-        def _is_unique_violation(self, exc: BaseException) -> bool: ...
         def _load_study(self, c: Any, row: Sequence[Any]) -> Study: ...
 
     def _user(self, row: Sequence[Any]) -> User:
