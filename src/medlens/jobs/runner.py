@@ -165,11 +165,7 @@ class JobRunner:
             except Exception as exc:
                 if not isinstance(exc, MedLensError):
                     log.exception("job %s (%s) failed", job.id, job.kind)
-                message = error_message(exc)
-                applied = self.store.fail_job(job.id, message, worker_id=self.worker_id)
-                if applied:
-                    self.events.publish(job.id, "failed", {"error": message})
-                self._report(job, "failed", applied)
+                self._fail(job, error_message(exc))
                 return
             try:
                 applied = self.store.finish_job(
@@ -181,11 +177,7 @@ class JobRunner:
                 )
             except Exception as exc:  # e.g. a result that is not JSON
                 log.exception("job %s: could not store the result", job.id)
-                message = error_message(exc)
-                applied = self.store.fail_job(job.id, message, worker_id=self.worker_id)
-                if applied:
-                    self.events.publish(job.id, "failed", {"error": message})
-                self._report(job, "failed", applied)
+                self._fail(job, error_message(exc))
                 return
             if applied:
                 self.completed += 1
@@ -194,6 +186,13 @@ class JobRunner:
         finally:
             with self._running_lock:
                 self._running.pop(job.id, None)
+
+    def _fail(self, job: Job, message: str) -> None:
+        """Fail the job (if this worker still holds its lease) and tell the listeners."""
+        applied = self.store.fail_job(job.id, message, worker_id=self.worker_id)
+        if applied:
+            self.events.publish(job.id, "failed", {"error": message})
+        self._report(job, "failed", applied)
 
     def _report(self, job: Job, outcome: str, applied: bool) -> None:
         log.info("job %s %s %s (applied=%s)", job.id, job.kind, outcome, applied)

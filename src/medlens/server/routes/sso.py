@@ -43,15 +43,7 @@ async def oidc_login(request: Request, state: ServerState = Depends(get_state)) 
     try:
         url, flow_cookie = await oidc.start(state, request)
     except oidc.SsoError as exc:
-        await run_in_threadpool(
-            audit,
-            state,
-            f"page:{client}",
-            "login",
-            outcome="denied",
-            detail={"via": "oidc", "reason": exc.reason},
-        )
-        return _error_page(request, state, exc)
+        return await _refused(request, state, client, exc)
     response = RedirectResponse(url, status_code=303)
     # Lax, not Strict: it must come back with the provider's cross-site redirect.
     response.set_cookie(
@@ -66,6 +58,21 @@ async def oidc_login(request: Request, state: ServerState = Depends(get_state)) 
     return response
 
 
+async def _refused(
+    request: Request, state: ServerState, client: str, exc: oidc.SsoError
+) -> Response:
+    """Audit a refused sign-in (with its reason) and show the error page."""
+    await run_in_threadpool(
+        audit,
+        state,
+        f"page:{client}",
+        "login",
+        outcome="denied",
+        detail={"via": "oidc", "reason": exc.reason},
+    )
+    return _error_page(request, state, exc)
+
+
 @router.get(oidc.CALLBACK_PATH)
 async def oidc_callback(request: Request, state: ServerState = Depends(get_state)) -> Response:
     if not oidc.enabled(state.settings):
@@ -76,15 +83,7 @@ async def oidc_callback(request: Request, state: ServerState = Depends(get_state
         claims = await oidc.finish(state, request, flow)
         actor, fields = await run_in_threadpool(oidc.sign_in, state, claims)
     except oidc.SsoError as exc:
-        await run_in_threadpool(
-            audit,
-            state,
-            f"page:{client}",
-            "login",
-            outcome="denied",
-            detail={"via": "oidc", "reason": exc.reason},
-        )
-        return _error_page(request, state, exc)
+        return await _refused(request, state, client, exc)
     await run_in_threadpool(audit, state, actor, "login", detail={"via": "oidc"})
     cookie, sid = state.sessions.issue(actor.name, fields)
     session = {"sid": sid, "actor": actor.name, "_auth_on": True}
