@@ -9,6 +9,11 @@ PG_DIR="${MEDLENS_TEST_PG_DIR:-/tmp/medlens-test-pg}"
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+# The PACS the hospital-integration tests run privately (tests/integrations/conftest.py).
+command -v Orthanc >/dev/null 2>&1 || need+=(orthanc)
+[ -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || need+=(orthanc-dicomweb)
+[ -f /usr/share/orthanc/plugins/libOrthancGdcm.so ] || need+=(orthanc-gdcm)
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "services: installing ${need[*]} (apt)"
@@ -17,6 +22,17 @@ if [ "${#need[@]}" -gt 0 ]; then
   else
     echo "services: please install ${need[*]} (sudo apt-get install ${need[*]})" >&2
   fi
+fi
+
+# The packaged Orthanc service (ports 8042/4242, listening on every interface, open to
+# any C-STORE) is never what the tests use: stop it where systemd started it.
+if [ "$(id -u)" = 0 ] && command -v systemctl >/dev/null 2>&1 \
+  && systemctl is-active --quiet orthanc 2>/dev/null; then
+  systemctl stop orthanc && systemctl disable --quiet orthanc 2>/dev/null || true
+  echo "services: stopped the packaged orthanc service (tests start a private one)"
+elif [ "$(id -u)" = 0 ] && [ -x /etc/init.d/orthanc ] && /etc/init.d/orthanc status >/dev/null 2>&1; then
+  /etc/init.d/orthanc stop >/dev/null 2>&1 || true
+  echo "services: stopped the packaged orthanc service (tests start a private one)"
 fi
 
 if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then

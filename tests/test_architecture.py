@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PKG = SRC / "medlens"
 
 # Upper layers and side packages that a lower layer must never reach.
-_TOP = ("medlens.server", "medlens.cli", "medlens.evaluation")
+_TOP = ("medlens.server", "medlens.cli", "medlens.evaluation", "medlens.training")
 FORBIDDEN: dict[str, tuple[str, ...]] = {
     "medlens.imaging": ("medlens.models", "medlens.tasks", "medlens.store", "medlens.jobs", *_TOP),
     "medlens.models": ("medlens.tasks", "medlens.store", "medlens.jobs", *_TOP),
@@ -27,7 +27,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "medlens.store": ("medlens.imaging", "medlens.models", "medlens.tasks", "medlens.jobs", *_TOP),
     "medlens.jobs": _TOP,
     "medlens.evaluation": ("medlens.server", "medlens.cli", "medlens.jobs"),
-    "medlens.server": ("medlens.cli", "medlens.evaluation"),
+    "medlens.server": ("medlens.cli", "medlens.evaluation", "medlens.training"),
+    # Fine-tuning sits beside evaluation (it reuses probe training) and serves nothing.
+    "medlens.training": ("medlens.server", "medlens.cli", "medlens.jobs", "medlens.store"),
 }
 # Crossings the code needs, each to a leaf module that imports nothing from the importer's
 # package (so no cycle can run through it): the case library keeps its own SQLite tables
@@ -174,6 +176,7 @@ def test_server_import_path_never_reaches_evaluation() -> None:
     assert "medlens.server.routes.api" in reached  # the walk really followed the app
     assert sorted(m for m in reached if _within(m, "medlens.evaluation")) == []
     assert sorted(m for m in reached if _within(m, "medlens.cli")) == []
+    assert sorted(m for m in reached if _within(m, "medlens.training")) == []
 
 
 def _heavy_after_import(names: list[str]) -> dict[str, list[str]]:

@@ -11,7 +11,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,6 +30,30 @@ from pydantic_settings import (
 
 DEFAULT_DATA_DIR = Path("~/.medlens")
 MIN_TOKEN_CHARS = 32  # MEDLENS_API_TOKENS entries shorter than this are refused
+
+
+class DicomNode(BaseModel):
+    """A remote DICOM application MedLens may talk to (a PACS, a modality, a router)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Short name used on the command line.")
+    ae_title: str = Field(min_length=1, max_length=16, description="Its AE title.")
+    host: str = Field("127.0.0.1", description="Its host name or address.")
+    port: int = Field(104, ge=1, le=65535, description="Its DICOM port.")
+
+
+class AutoInterpretRules(BaseModel):
+    """Which arriving studies are queued for interpretation without anyone asking."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(False, description="Queue arriving studies that match.")
+    modalities: list[str] = Field(default_factory=lambda: ["CR", "DX"])
+    body_parts: list[str] = Field(default_factory=lambda: ["CHEST"])
+    quiet_seconds: float = Field(
+        10.0, ge=0, description="A study counts as complete after this long without news."
+    )
 
 
 def config_file_path() -> Path | None:
@@ -126,6 +158,50 @@ class Settings(BaseSettings):
         default_factory=list, description="Extra registry entries ([[models]] in the file)."
     )
 
+    # hospital integration (medlens.integrations); everything off or loopback by default:
+    # a destination that is not configured is never contacted
+    dicom_nodes: list[DicomNode] = Field(
+        default_factory=list, description="Remote DICOM nodes ([[dicom_nodes]] or JSON list)."
+    )
+    local_ae_title: str = Field(
+        "MEDLENS", min_length=1, max_length=16, description="MedLens's own AE title."
+    )
+    dicom_listen_host: str = Field("127.0.0.1", description="Address `medlens listen` binds.")
+    dicom_listen_port: int = Field(11112, ge=1, le=65535, description="Its DICOM port.")
+    dicomweb_url: str | None = Field(
+        None, description="DICOMweb base URL of the PACS (e.g. http://127.0.0.1:8042/dicom-web)."
+    )
+    dicomweb_token: SecretStr | None = Field(None, description="Bearer token for DICOMweb.")
+    dicomweb_user: str | None = Field(None, description="Basic-auth user for DICOMweb.")
+    dicomweb_password: SecretStr | None = Field(None, description="Basic-auth password.")
+    fhir_url: str | None = Field(None, description="FHIR R4 base URL results are sent to.")
+    fhir_token: SecretStr | None = Field(None, description="Bearer token for the FHIR server.")
+    auto_interpret: AutoInterpretRules = Field(
+        default_factory=AutoInterpretRules, description="Rules for interpreting what arrives."
+    )
+    result_delivery: Literal["stow", "cstore", "none"] = Field(
+        "none", description="How results go back to the PACS (none: they are not sent)."
+    )
+    result_node: str | None = Field(
+        None, description="dicom_nodes name results are C-STOREd to (default: the first)."
+    )
+    sr_kind: Literal["basic", "comprehensive"] = Field(
+        "basic", description="Narrative SR as Basic Text SR or Comprehensive SR."
+    )
+    result_overlay: Literal["none", "gsps"] = Field(
+        "none", description="Also send a GSPS (AI draft text and box) with the SRs."
+    )
+    # `medlens listen`'s second trigger: Orthanc's /changes feed (off while unset)
+    orthanc_url: str | None = Field(
+        None, description="Orthanc REST base URL whose /changes are polled (same auth as DICOMweb)."
+    )
+    orthanc_poll_seconds: float = Field(
+        30.0, gt=0, description="Seconds between /changes polls (a hook wakes it sooner)."
+    )
+    hook_token: SecretStr | None = Field(
+        None, description="Bearer token Orthanc's Lua hook sends to POST /v1/hooks/orthanc."
+    )
+
     @field_validator("api_tokens", mode="before")
     @classmethod
     def _split_tokens(cls, value: Any) -> Any:
@@ -213,6 +289,10 @@ _SECRET_FIELDS = {
     "remote_api_key",
     "session_secret",
     "oidc_client_secret",
+    "dicomweb_token",
+    "dicomweb_password",
+    "fhir_token",
+    "hook_token",
 }
 
 

@@ -76,7 +76,9 @@ def test_upload_job_and_views_decode_each_original_once(
         stored_png = client.app.state.medlens.store.blobs.read(created["images"][1]["sha256"])
     assert decodes == {"decode_pixels": 1, "decode_raster": 1}
     assert len(set(dcm_views)) == 3  # each window renders differently
-    assert png_views == [stored_png] * 3  # no window for PNG: served as stored
+    # PNG: served as stored by default; a window stretches its 8-bit values (issue 20: one
+    # window/level control for a prior/current pair), from the same decoded copy
+    assert png_views[0] == stored_png and len(set(png_views)) == 3
 
 
 def test_a_fresh_process_views_from_the_stored_copy_without_decoding(

@@ -16,6 +16,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from medlens.cli._interpret_extras import (
+    CompareOpt,
+    GroundOpt,
+    PriorDateOpt,
+    PriorReportOpt,
+    with_prior,
+)
 from medlens.cli.common import fail, print_json, settings_from
 from medlens.cli.interpret_summary import print_summary
 from medlens.disclaimer import TEST_MODEL_LABEL
@@ -83,6 +90,15 @@ FhirOpt = Annotated[
     Path | None,
     typer.Option("--fhir", help="Also write the FHIR R4 DiagnosticReport (JSON) to this file."),
 ]
+SrOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--sr",
+        help="Also write DICOM SR objects (findings TID 1500, report TID 2000) "
+        "to this folder; the current images must be DICOM.",
+    ),
+]
+OverlayOpt = Annotated[str, typer.Option(help="With --sr: none, gsps or sc (a visual draft).")]
 NoScoresOpt = Annotated[
     bool, typer.Option("--no-scores", help="Skip the encoder (no finding scores or cross-check).")
 ]
@@ -122,6 +138,12 @@ def interpret_cmd(
     max_new_tokens: MaxTokensOpt = None,
     modality: ModalityOpt = "cxr",
     similar: SimilarOpt = 5,
+    sr_out: SrOpt = None,
+    overlay: OverlayOpt = "none",
+    ground: GroundOpt = False,
+    prior_report: PriorReportOpt = None,
+    prior_date: PriorDateOpt = None,
+    compare: CompareOpt = None,
 ) -> None:
     """Draft a report for chest X-ray image(s), with scores, cross-check and urgency."""
     try:
@@ -143,6 +165,8 @@ def interpret_cmd(
             similar,
             modality,
             fhir_out,
+            (sr_out, overlay),
+            extras=(ground, prior_report, prior_date, compare),
         )
     except MedLensError as err:
         fail(err)
@@ -166,6 +190,8 @@ def _run(
     similar: int = 0,
     modality: str = "cxr",
     fhir_out: Path | None = None,
+    sr: tuple[Path | None, str] = (None, "none"),
+    extras: tuple[bool, Path | None, str | None, bool | None] = (False, None, None, None),
 ) -> None:
     from rich.console import Console
 
@@ -175,6 +201,8 @@ def _run(
 
     if modality not in MODALITIES:
         raise ConfigError(f"Unknown modality {modality!r}; use one of {', '.join(MODALITIES)}.")
+    if sr[1] not in ("none", "gsps", "sc"):
+        raise ConfigError(f"Unknown overlay {sr[1]!r}; use none, gsps or sc.")
     settings = settings_from(max_new_tokens=max_new_tokens)
     lang = normalise_language(language or settings.language)
     encoder_id = _check_models(settings, model, encoder_id, no_scores)
@@ -192,6 +220,7 @@ def _run(
     load_s = time.perf_counter() - t0
     status(f"models ready in {load_s:.1f}s: {gen_rec.id}" + (f", {enc_rec.id}" if enc_rec else ""))
     study = _study(read, _context(context, ehr, generator, gen_rec), modality)
+    study = with_prior(study, extras[1], extras[2])
     options = InterpretOptions.from_records(
         gen_rec,
         enc_rec,
@@ -201,6 +230,8 @@ def _run(
         prompt=prompt,
         scores=not no_scores,
         similar_k=max(similar, 1),
+        ground=extras[0],
+        compare=study.prior is not None if extras[3] is None else extras[3],
     )
     library = _library(settings, enc, similar)
     if (gen_rec.is_test or bool(enc_rec and enc_rec.is_test)) and not json_out:
@@ -211,6 +242,11 @@ def _run(
     turns = _ask(study, result, options, generator, ask)
     if fhir_out is not None:
         _write_fhir(fhir_out, result)
+    if sr[0] is not None:
+        from medlens.integrations.results import write_local
+
+        written = write_local(result, images, sr[0], sr_kind=settings.sr_kind, overlay=sr[1])
+        status(f"wrote {len(written)} DICOM object(s) to {sr[0]}")
     if json_out:
         print_json(result.model_dump(mode="json"))
     else:

@@ -83,9 +83,16 @@ def info(
 
     settings = settings_from()
     registry = load_registry(settings)
-    record = registry.resolve(model)
+    if model in registry or "@" not in model:
+        record = registry.resolve(model)
+    else:  # ID@int8 / ID@int4: the quantized variant that `medlens gate` reports on
+        from medlens.evaluation.gate import gate_record
+
+        record = gate_record(model, settings, kind=None)
     data = record.to_dict()
     row = _status_row(record)
+    gates = _gate_reports(record, settings)
+    data["gate_reports"] = {k: {"report": str(p), **d} for k, (p, d) in gates.items()}
     backend = SCHEME_BACKEND.get(record.parsed_source.scheme, "")
     available, extra = backend_status().get(backend, (False, ""))
     data["local"] = {k: row[k] for k in ("available", "where", "size_bytes", "missing")}
@@ -126,8 +133,29 @@ def info(
         typer.echo(f"{'local':<15} {row['where']} ({_human_size(row['size_bytes'])})")
     else:
         typer.echo(f"{'local':<15} missing: {row['missing']}")
+    _echo_gates(record, gates)
     if record.is_test:
         typer.echo("TEST MODEL: output is not medical.")
+
+
+def _gate_reports(record: Any, settings: Any) -> dict[str, Any]:
+    """Latest `medlens gate` reports for this model (and its @int8/@int4 variants)."""
+    from medlens.evaluation.gate_report import reports_for
+
+    return reports_for(settings.data_dir, record.id)
+
+
+def _echo_gates(record: Any, gates: dict[str, Any]) -> None:
+    from medlens.evaluation.gate_report import summary_lines
+
+    for path, report in gates.values():
+        lines = summary_lines(report)
+        typer.echo(f"{'gate':<15} {lines[0]}")
+        for line in [*lines[1:], f"report: {path}"]:
+            typer.echo(f"{'':<15} {line}")
+    adapted = record.kind == "adapter" or str(record.options.get("quantize", "none")) != "none"
+    if adapted and record.id not in gates:
+        typer.echo(f"{'gate':<15} no gate report yet: run `medlens gate BASE {record.id}`")
 
 
 @models_app.command("pull")

@@ -72,6 +72,10 @@ def worker(
     store = open_store(settings)
     if requeue_interrupted:
         typer.echo(f"requeued {store.requeue_interrupted()} interrupted job(s)")
+    from medlens.jobs.deliver import requeue_pending
+
+    if pending := requeue_pending(store):  # undelivered results from before the last stop
+        typer.echo(f"re-queued result delivery for {len(pending)} study(ies)")
     runner = JobRunner(
         store,
         found,

@@ -13,6 +13,7 @@ import itertools
 from typing import Any
 
 from medlens.config import Settings
+from medlens.jobs.deliver import handle_deliver, queue_delivery
 from medlens.models.session import default_session
 from medlens.store.base import Job
 
@@ -109,11 +110,20 @@ def handle_interpret(job: Job, ctx: Any) -> dict[str, Any]:
     study = _study_for_task(job, ctx)
     if study is None:
         return {"skipped": "study deleted"}
+    from dataclasses import replace
+
+    from medlens.jobs.prior import with_task_prior
+
+    study, ground = with_task_prior(ctx.store, study)  # prior images/report, ground flag
     ctx.progress(0.06, "Loading models (the first run takes longer)")
     session = default_session()
     generator = session.generator(settings=ctx.settings)
     encoder = session.encoder(settings=ctx.settings)
-    options = _options(ctx.settings, study_language(job, ctx))
+    options = replace(
+        _options(ctx.settings, study_language(job, ctx)),
+        ground=ground,
+        compare=study.prior is not None,  # a prior study, report or date was named
+    )
     library = _library(ctx.settings)
     try:
         interpretation = interpret(
@@ -128,6 +138,7 @@ def handle_interpret(job: Job, ctx: Any) -> dict[str, Any]:
         if library is not None:
             library.close()
     ctx.save_interpretation(interpretation)
+    queue_delivery(ctx.store, ctx.settings, interpretation.study_id)  # integrated studies only
     ctx.progress(1.0, "Done")
     urgency = interpretation.urgency
     return {"status": interpretation.status, "urgency": urgency.level if urgency else None}
@@ -161,4 +172,4 @@ def handle_followup(job: Job, ctx: Any) -> dict[str, Any]:
     return {"answer": turn.answer, "question_seq": seq}
 
 
-HANDLERS = {"interpret": handle_interpret, "followup": handle_followup}
+HANDLERS = {"interpret": handle_interpret, "followup": handle_followup, "deliver": handle_deliver}

@@ -102,6 +102,8 @@ def _size(path: Path) -> int:
 
 def local_status(record: ModelRecord) -> LocalStatus:
     src = record.parsed_source
+    if src.scheme == "scripted":
+        return LocalStatus(record.id, True, str(src), "fixed text (test model)", is_test=True)
     if src.scheme == "openai":
         return LocalStatus(
             record.id,

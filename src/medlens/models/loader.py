@@ -19,7 +19,7 @@ from medlens.errors import MedLensError, ModelNotAvailable, SourceNotImplemented
 from medlens.models import backends
 from medlens.models.hub import checkpoint_path, missing_message, weights_hash
 from medlens.models.local_info import is_test_model_dir
-from medlens.models.registry import ModelKind, ModelRecord, load_registry
+from medlens.models.registry import ModelKind, ModelRecord, load_registry, serves_as
 
 LoadKey = tuple[str, str, str, str, str]  # (id, source, kind, device, dtype[+quantize])
 
@@ -41,7 +41,7 @@ def resolve_record(model: str | ModelRecord, settings: Any, kind: ModelKind) -> 
         record = model
     else:
         record = load_registry(settings).resolve(model, kind=kind)
-    if record.kind != kind:
+    if not serves_as(record, kind):
         raise UnknownModel(f"Model {record.id!r} is an {record.kind}, not an {kind}.")
     return record
 
@@ -88,6 +88,11 @@ def _local_weights(record: ModelRecord, settings: Any, build_test_models: bool) 
     raise ModelNotAvailable(missing_message(record))
 
 
+def local_weights(record: ModelRecord, settings: Any) -> Path:
+    """The local checkpoint of `record` (test models built on first use); for training."""
+    return _local_weights(record, settings, True)
+
+
 def _is_within(path: Path, folder: Path) -> bool:
     try:
         path.expanduser().resolve().relative_to(folder.resolve())
@@ -123,13 +128,20 @@ def plan_load(
 ) -> LoadPlan:
     """Resolve the record, backend, device and dtype; load nothing (fails fast)."""
     record = resolve_record(model, settings, kind)
+    if record.kind == "adapter":  # the base's plan, keyed by the adapter (models/adapters.py)
+        from medlens.models import adapters
+
+        base = adapters.base_record(record, settings)
+        adapters.check_backend(record, base)
+        base_plan = plan_load(base, settings, kind, device=device, dtype=dtype)
+        return adapters.adapter_plan(record, base_plan)
     scheme = record.parsed_source.scheme
     if dtype is not None or getattr(settings, "dtype", "auto") != "auto":
         from medlens.models.backends.torch_runtime import check_dtype_name
 
         check_dtype_name(dtype or settings.dtype)
     factory = _factory(scheme, kind)
-    if scheme in ("gguf", "openai"):
+    if scheme in ("gguf", "openai", "scripted"):
         # Other backends choose their own device/dtype; they get the record and settings.
         return LoadPlan(record, kind, factory, "", "", (record.id, record.source, kind, "", ""))
     dev, dt = _device_dtype(record, settings, device, dtype)
@@ -148,6 +160,10 @@ def plan_load(
 def build(plan: LoadPlan, settings: Any, *, build_test_models: bool = True) -> Any:
     """Load what `plan` names (slow: reads weights). Callers cache the result."""
     record = plan.record
+    if record.kind == "adapter":
+        from medlens.models.adapters import build_adapter
+
+        return build_adapter(plan, settings, build_test_models)
     if not plan.device:
         return plan.factory(record, settings)
     path = _local_weights(record, settings, build_test_models)

@@ -16,6 +16,9 @@ from medlens.errors import ConfigError, UnknownModel
 from medlens.models.sources import Source, parse_source
 
 ModelKind = Literal["generator", "encoder"]
+# "adapter": a LoRA adapter (medlens finetune) served on its base as a generator; its
+# options["adapter"] names the base by id, revision and weights hash.
+RecordKind = Literal["generator", "encoder", "adapter"]
 PadValue = Literal["background", "zero"]
 
 
@@ -37,7 +40,7 @@ class PreprocessSpec:
 @dataclass(frozen=True)
 class ModelRecord:
     id: str
-    kind: ModelKind
+    kind: RecordKind
     source: str
     revision: str = "main"
     modalities: tuple[str, ...] = ("text",)
@@ -75,8 +78,12 @@ def record_from_dict(data: dict[str, Any], *, test_models_dir: Path | None = Non
     for key in ("id", "kind", "source"):
         if not data.get(key):
             raise ConfigError(f"Model record is missing {key!r}: {data}")
-    if data["kind"] not in ("generator", "encoder"):
-        raise ConfigError(f"Model {data['id']!r}: kind must be generator or encoder.")
+    if data["kind"] not in ("generator", "encoder", "adapter"):
+        raise ConfigError(f"Model {data['id']!r}: kind must be generator, encoder or adapter.")
+    if data["kind"] == "adapter" and not (data.get("options") or {}).get("adapter", {}).get(
+        "base"
+    ):
+        raise ConfigError(f"Adapter {data['id']!r} needs options.adapter.base (its base id).")
     pre = data.pop("preprocess", None)
     if pre is not None and not isinstance(pre, PreprocessSpec):
         try:
@@ -142,9 +149,14 @@ class Registry:
             if source.scheme == "hf" and not Path(model).exists() and ":" not in model:
                 self.get(model)  # an unknown bare id: say so rather than guess
             rec = adhoc_record(source, kind=kind or "generator")
-        if kind is not None and rec.kind != kind:
+        if kind is not None and not serves_as(rec, kind):
             raise UnknownModel(f"Model {rec.id!r} is an {rec.kind}, not an {kind}.")
         return rec
+
+
+def serves_as(record: ModelRecord, kind: ModelKind) -> bool:
+    """Whether `record` can be loaded as `kind` (an adapter runs as a generator)."""
+    return record.kind == kind or (record.kind == "adapter" and kind == "generator")
 
 
 def adhoc_record(source: Source, *, kind: ModelKind) -> ModelRecord:

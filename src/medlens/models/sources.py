@@ -15,8 +15,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 from medlens.errors import ConfigError
 
-Scheme = Literal["hf", "path", "gguf", "openai"]
-SCHEMES: tuple[Scheme, ...] = ("hf", "path", "gguf", "openai")
+Scheme = Literal["hf", "path", "gguf", "openai", "scripted"]
+# scripted: the fixed-text test generator (models/backends/scripted.py); never weights.
+SCHEMES: tuple[Scheme, ...] = ("hf", "path", "gguf", "openai", "scripted")
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,11 @@ def create_app(
             if requeued:
                 log.warning("requeued %d interrupted job(s)", requeued)
         if run_jobs:
+            from medlens.jobs.deliver import requeue_pending
+
+            # Results that a PACS/EHR had not accepted before the last stop go out again.
+            if pending := requeue_pending(state.store):
+                log.warning("re-queued result delivery for %d study(ies)", len(pending))
             _start_runner(state)
         try:
             yield
@@ -115,6 +120,9 @@ def create_app(
     app.include_router(review.router)
     app.include_router(page.router)
     app.include_router(sso.router)  # /auth/oidc/*: answers only when OIDC is configured
+    from medlens.server.routes import hooks  # POST /v1/hooks/orthanc (wakes the poller)
+
+    app.include_router(hooks.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

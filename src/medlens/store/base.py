@@ -213,6 +213,34 @@ class Store(Protocol):
         """The user linked to an OpenID identity: created at first sign-in, else updated."""
         ...
 
+    # integration cursors (integration_state_sql.py) ---------------------------------------
+    def get_integration_state(self, name: str) -> str | None:
+        """A named cursor (e.g. the last Orthanc /changes Seq handled), None if never set."""
+        ...
+
+    def set_integration_state(self, name: str, value: str) -> None: ...
+
+    # original identity of integrated studies (identity_sql.py): never shown or logged
+    def put_study_identity(self, study_id: str, identity: dict[str, Any]) -> None:
+        """Keep a pulled study's original identifying header (replaces any earlier one)."""
+        ...
+
+    def get_study_identity(self, study_id: str) -> dict[str, Any] | None: ...
+
+    def find_study_by_key(self, idempotency_key: str, *, owner: str | None = None) -> str | None:
+        """The study stored under this idempotency key, if any."""
+        ...
+
+    # result delivery state (delivery_sql.py): pending until the PACS / FHIR server accepts
+    def set_delivery(
+        self, study_id: str, target: str, status: str, *, attempted: bool = False,
+        error: str = "", detail: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    def list_deliveries(
+        self, *, study_id: str | None = None, status: str | None = None
+    ) -> list[Any]: ...
+
     # audit -------------------------------------------------------------------------
     def audit(
         self,

@@ -12,6 +12,12 @@ from __future__ import annotations
 
 from medlens.store.migrate import PgStep, SqliteStep
 from medlens.store.schema_audit import AUDIT_CHAIN_MIGRATION, pg_audit_chain, sqlite_audit_chain
+from medlens.store.schema_delivery import DELIVERY_001, DELIVERY_001_SQL
+from medlens.store.schema_identity import IDENTITY_001, IDENTITY_001_SQL
+from medlens.store.schema_integration_state import (
+    INTEGRATION_STATE_001,
+    INTEGRATION_STATE_001_SQL,
+)
 from medlens.store.schema_probe import PROBE_001, PROBE_001_SQL
 from medlens.store.schema_review import PG_REVIEW_001, SQLITE_REVIEW_001
 from medlens.store.schema_sso import SSO_001, SSO_001_SQL
@@ -130,6 +136,9 @@ SQLITE_MIGRATIONS: list[tuple[str, SqliteStep]] = [
     ("review_001_versions_signatures_addenda", SQLITE_REVIEW_001),
     (PROBE_001, PROBE_001_SQL),
     (SSO_001, SSO_001_SQL),
+    (INTEGRATION_STATE_001, INTEGRATION_STATE_001_SQL),
+    (IDENTITY_001, IDENTITY_001_SQL),
+    (DELIVERY_001, DELIVERY_001_SQL),
 ]
 
 PG_MIGRATIONS: list[tuple[str, PgStep]] = [
@@ -153,4 +162,7 @@ PG_MIGRATIONS: list[tuple[str, PgStep]] = [
     ("review_001_versions_signatures_addenda", PG_REVIEW_001),
     (PROBE_001, PROBE_001_SQL),
     (SSO_001, SSO_001_SQL),
+    (INTEGRATION_STATE_001, INTEGRATION_STATE_001_SQL),
+    (IDENTITY_001, IDENTITY_001_SQL),
+    (DELIVERY_001, DELIVERY_001_SQL),
 ]

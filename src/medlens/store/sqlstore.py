@@ -24,6 +24,9 @@ from medlens.store.base import (
     Study,
 )
 from medlens.store.blobs import BlobStore
+from medlens.store.delivery_sql import DeliverySql
+from medlens.store.identity_sql import IdentitySql
+from medlens.store.integration_state_sql import IntegrationStateSql
 from medlens.store.jobsql import JobsSql
 from medlens.store.review_sql import ReviewSql
 from medlens.store.sso_sql import SsoSql
@@ -33,7 +36,9 @@ from medlens.tasks.interpret.result import Interpretation
 log = logging.getLogger(__name__)
 
 
-class SqlStore(JobsSql, AuditSql, ReviewSql, UsersSql, SsoSql):
+class SqlStore(
+    JobsSql, AuditSql, ReviewSql, UsersSql, SsoSql, IntegrationStateSql, IdentitySql, DeliverySql
+):
     """Base class; see sqlite.py and postgres.py for the dialects."""
 
     url: str

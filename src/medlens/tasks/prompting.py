@@ -95,6 +95,11 @@ def load_prompt(name: str) -> PromptTemplate:
     )
 
 
+def prompt_setting(name: str, key: str, default: object = None) -> object:
+    """Another value a prompt file carries (e.g. `max_new_tokens` of a grounding prompt)."""
+    return _raw(name).get(key, default)
+
+
 def sanitize_untrusted(text: str, limit: int = MAX_FIELD_CHARS) -> str:
     """Untrusted text made safe to sit inside the data section (never instructions)."""
     text = _CONTROL.sub(" ", str(text))

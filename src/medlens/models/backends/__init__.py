@@ -41,6 +41,9 @@ BACKENDS: dict[str, BackendSpec] = {
         "server",
         "Any OpenAI-compatible server (vLLM, Ollama, llama.cpp).",
     ),
+    "scripted": BackendSpec(
+        "scripted", (), "dev", "Fixed text per prompt kind (test model: medlens/test-scripted)."
+    ),
 }
 
 # scheme -> kind -> "module:function" building a Generator / Encoder from a record.
@@ -55,6 +58,7 @@ SCHEME_LOADERS: dict[str, dict[str, str]] = {
     },
     "gguf": {"generator": "medlens.models.backends.llamacpp:load_generator"},
     "openai": {"generator": "medlens.models.backends.openai_remote:load_generator"},
+    "scripted": {"generator": "medlens.models.backends.scripted:load_generator"},
 }
 
 SCHEME_BACKEND = {
@@ -62,6 +66,7 @@ SCHEME_BACKEND = {
     "path": "transformers",
     "gguf": "llamacpp",
     "openai": "openai",
+    "scripted": "scripted",
 }
 
 

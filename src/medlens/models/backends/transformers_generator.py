@@ -299,9 +299,16 @@ class _Clock:
 
 
 def load_generator(
-    record: Any, path: Path, *, device: str, dtype: str, weights_hash: str = ""
+    record: Any,
+    path: Path,
+    *,
+    device: str,
+    dtype: str,
+    weights_hash: str = "",
+    adapter: Path | None = None,
 ) -> TransformersGenerator:
-    """Load a checkpoint folder (Gemma 3 VLM or causal LM) for generation."""
+    """Load a checkpoint folder (Gemma 3 VLM or causal LM) for generation; `adapter`: a
+    LoRA adapter folder merged into it (models/adapters.py)."""
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -325,6 +332,10 @@ def load_generator(
     # On CUDA load straight onto the GPU (a 27B model need not fit in host RAM first).
     device_map = device if device.startswith("cuda") else None
     model = auto_cls.from_pretrained(path, dtype=tdtype, device_map=device_map)
+    if adapter is not None:
+        from medlens.models.adapters import merge_into
+
+        model = merge_into(model, adapter)
     processor = proc_cls.from_pretrained(path)
     if device_map is None:
         model.to(device)

@@ -23,6 +23,8 @@ from medlens.server.schemas import (
 )
 from medlens.server.security import Actor
 from medlens.server.services import access, render, review, studies
+from medlens.server.services.prior_fields import FIELD_LIMITS as PRIOR_FIELDS
+from medlens.server.services.prior_fields import clean_prior_fields
 from medlens.server.sse import job_events
 from medlens.server.state import ServerState
 from medlens.tasks.interpret.fhir import to_diagnostic_report
@@ -79,7 +81,7 @@ async def _read_form(request: Request, max_bytes: int) -> FormData:
         request.headers,
         request.stream(),
         max_files=studies.MAX_FILES,
-        max_fields=8,
+        max_fields=12,
         max_part_size=MAX_FIELD_BYTES,
     )
     parser.spool_max_size = max_bytes + 1
@@ -119,17 +121,21 @@ async def create_study(
         for key, value in form.multi_items():
             if key == "files" and not isinstance(value, str):
                 files.append((value.filename, await value.read()))
-            elif key not in ("files", "group", *studies._CONTEXT_LIMITS):
+            elif key not in ("files", "group", *studies._CONTEXT_LIMITS, *PRIOR_FIELDS):
                 raise studies.BadRequest(f"Unknown form field {key!r}.")
         raw_context = {
             k: form.get(k) for k in studies._CONTEXT_LIMITS if isinstance(form.get(k), str)
         }
+        raw_prior = {k: form.get(k) for k in PRIOR_FIELDS}
         group_field = form.get("group")
         group = group_field if isinstance(group_field, str) else None
     finally:
         await form.close()
     try:
         context = studies.clean_context(raw_context, state.settings.language)
+        context |= await run_in_threadpool(
+            clean_prior_fields, state, raw_prior, actor, studies.BadRequest
+        )
         study, created, _job = await run_in_threadpool(
             studies.upload,
             state,
@@ -297,7 +303,8 @@ async def get_image(
 
 @router.get("/studies/{study_id}/images/{position}/window")
 async def get_window(study_id: str, position: int, actor: ActorDep, state: StateDep) -> Any:
-    """Value range and default window of a DICOM image (null for PNG/JPEG)."""
+    """Value range and default window: a greyscale DICOM's stored values, 0..255 for a
+    PNG/JPEG (its window stretches the 8-bit values), null for a colour DICOM."""
 
     def work() -> Any:
         study = studies.get_study(state, study_id, actor)

@@ -22,7 +22,7 @@ from medlens.server import accounts, charts
 from medlens.server.deps import audit, get_state
 from medlens.server.routes.apidocs import require_docs_access
 from medlens.server.security import SESSION_COOKIE, SESSION_TTL_S, Actor
-from medlens.server.services import access, review, studies
+from medlens.server.services import access, review, studies, study_view
 from medlens.server.services.modelstatus import model_status
 from medlens.server.state import ServerState
 
@@ -33,6 +33,7 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_env.globals["linked_text"] = study_view.linked_text  # report sentences ↔ boxes
 LANGUAGES = [
     ("en", "English"),
     ("fr", "Français"),
@@ -167,6 +168,7 @@ async def study_page(
             "messages": state.store.list_messages(study.id),
             "charts": charts.score_charts(interp) if interp is not None else [],
             "review": review.page_context(state, actor, study, interp),
+            "view": study_view.build(state, actor, study, interp),
         }
 
     data = await run_in_threadpool(work)

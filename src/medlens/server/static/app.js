@@ -21,6 +21,7 @@
     model_not_available: "The AI models are not installed on this server yet.",
     unauthorized: "Please sign in again.",
     forbidden: "This action was refused; reload the page and try again.",
+    incomplete_options: "The comparison is not complete.",
   };
 
   async function api(method, url, body, headers) {
@@ -92,6 +93,7 @@
       ["indication", "age", "sex", "language"].forEach((k) => { const v = form.elements[k].value.trim(); if (v) data.append(k, v); });
       submit.disabled = true; submit.textContent = "Uploading…"; errorBox.hidden = true;
       try {
+        if (window.MedLensUploadOptions) await window.MedLensUploadOptions.append(form, data, api); // upload_options.js
         const study = await api("POST", "/v1/studies", data, { "Idempotency-Key": idemKey });
         window.location.assign("/studies/" + encodeURIComponent(study.id));
       } catch (err) {

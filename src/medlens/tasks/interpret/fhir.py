@@ -94,6 +94,9 @@ def observations(interp: Interpretation) -> list[dict[str, Any]]:
     if interp.urgency is not None:
         level = {"valueCodeableConcept": {"text": interp.urgency.level}}
         out.append(_observation(len(out) + 1, "Urgency (AI triage suggestion)", level))
+    from medlens.tasks.interpret.fhir_findings import finding_observations
+
+    out += finding_observations(interp, len(out) + 1)  # boxes (bodySite) and changes
     return out
 
 

@@ -19,12 +19,14 @@ STAGES = (
     "gate",
     "preprocess",
     "scores",
+    "compare",
     "prompt",
     "generate",
     "parse",
     "language",
     "crosscheck",
     "urgency",
+    "ground",
     "similar",
 )
 
@@ -49,6 +51,8 @@ class InterpretOptions:
     similar_k: int = 5
     high_threshold: float = DEFAULT_HIGH
     low_threshold: float = DEFAULT_LOW
+    ground: bool = False  # boxes for the report's findings (tasks/interpret/grounding.py)
+    compare: bool = False  # a change per finding when the study has a prior (comparison.py)
 
     @classmethod
     def from_records(

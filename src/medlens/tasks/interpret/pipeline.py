@@ -21,6 +21,7 @@ from medlens.disclaimer import TEST_MODEL_LABEL
 from medlens.tasks.encoding import EncoderParts
 from medlens.tasks.interpret import provenance as prov
 from medlens.tasks.interpret.crosscheck import check_report
+from medlens.tasks.interpret.extra_stages import apply_comparison, study_comparison, study_regions
 from medlens.tasks.interpret.gate import gate_images
 from medlens.tasks.interpret.generation import build_prompt, generate_report, parse_text
 from medlens.tasks.interpret.labeler import label_report
@@ -41,6 +42,7 @@ from medlens.tasks.streaming import Event, EventCallback, emit
 if TYPE_CHECKING:
     from medlens.models.protocols import Encoder, GenerationStats, Generator, ImagePart
     from medlens.tasks.interpret.result import (
+        Comparison,
         CrossCheck,
         LanguageCheck,
         ReportSections,
@@ -113,7 +115,14 @@ def interpret(
         parts = generator_parts(accepted, options.generator_preprocess)
     with run.clock.stage("scores"):
         scores = _scores(run, accepted, accepted_idx, encoder_parts)
-    rep = _report(run, accepted, parts, scores, on_event)
+    with run.clock.stage("compare"):
+        comparison = study_comparison(study, accepted, parts, options, generator, run.warnings)
+    rep = _report(run, accepted, parts, scores, on_event, comparison)
+    with run.clock.stage("ground"):
+        regions = study_regions(
+            study, accepted, parts, accepted_idx, rep.sections, rep.mentions, options,
+            generator, run.warnings,
+        )  # fmt: skip
     similar = None
     with run.clock.stage("similar"):
         if run.chest and library is not None and scores.embeddings is not None:
@@ -130,6 +139,8 @@ def interpret(
         similar_cases=similar,
         language_check=rep.language_check,
         context_used=rep.context_used,
+        regions=regions,
+        comparison=comparison,
         provenance=prov.build(
             study,
             generator,
@@ -178,6 +189,7 @@ class _Report:
     check: CrossCheck
     urgency: Urgency | None
     language_check: LanguageCheck | None
+    mentions: dict[str, Any] = field(default_factory=dict)
 
 
 def _report(
@@ -186,6 +198,7 @@ def _report(
     parts: list[ImagePart],
     scores: StudyScores,
     on_event: EventCallback | None,
+    comparison: Comparison | None = None,
 ) -> _Report:
     """prompt → generate → parse → language → cross-check → urgency."""
     opts, primary = run.options, scores.primary_scores
@@ -222,7 +235,10 @@ def _report(
             urgency = study_urgency(
                 opts.urgent_probe, embedding, mentions, english, primary, run.warnings
             )
-    return _Report(template, context_used, stats, sections, check, urgency, language_check)
+            urgency = apply_comparison(urgency, comparison, mentions)
+    return _Report(
+        template, context_used, stats, sections, check, urgency, language_check, mentions
+    )
 
 
 def _emit_warnings(on_event: EventCallback | None, warnings: list[str]) -> None:

@@ -15,12 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medlens.disclaimer import DISCLAIMER
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 VERIFICATION_NOTICE = "Requires verification by a qualified clinician before any clinical use."
 
 MentionStatus = Literal["positive", "negative", "uncertain"]
 Laterality = Literal["left", "right", "bilateral"]
 UrgencyLevel = Literal["routine", "priority", "urgent"]
+ChangeLabel = Literal["new", "worsened", "stable", "improved", "resolved", "not assessable"]
 
 
 class _Model(BaseModel):
@@ -184,6 +185,56 @@ class GenerationSummary(_Model):
     finish_reason: str = ""
 
 
+class Region(_Model):
+    """One box the generator drew for a finding (or named anatomy) on one image."""
+
+    label: str = Field(description="Finding or anatomy label, as matched (or as the model said).")
+    image_index: int = Field(0, description="0-based index into `gate` / provenance inputs.")
+    box: list[float] = Field(
+        min_length=4,
+        max_length=4,
+        description="[x0, y0, x1, y1] in the original image's pixels (DICOM: column, row); "
+        "x0 < x1, y0 < y1, clipped to the image.",
+    )
+    box_norm: list[float] = Field(
+        min_length=4,
+        max_length=4,
+        description="[y0, x0, y1, x1] normalised 0-1000 over the padded square, as the model "
+        "gave it (after rescaling a 0-1 answer and ordering corners).",
+    )
+    source_sentence: str | None = Field(
+        None, description="The report sentence that names this label; null when none does."
+    )
+    model: str = Field("", description="Generator model id that produced the box.")
+    warnings: list[str] = Field(
+        default_factory=list, description="Repairs made while parsing (swapped corners, …)."
+    )
+
+
+class FindingChange(_Model):
+    finding: str
+    change: ChangeLabel
+    evidence: str = Field("", description="The model's sentence or phrase for this change.")
+
+
+class PriorStudy(_Model):
+    description: str = Field("", description="What the prior was (e.g. 'prior image 1').")
+    date: str | None = Field(None, description="Prior date as given (ISO-8601 when known).")
+    source_study_id: str | None = Field(
+        None, description="The MedLens study id the prior came from, when it did."
+    )
+
+
+class Comparison(_Model):
+    """The current study compared with a prior one (images and/or report)."""
+
+    prior: PriorStudy = Field(default_factory=PriorStudy)
+    sentence: str = Field("", description="One-sentence comparison from the model.")
+    changes: list[FindingChange] = Field(default_factory=list)
+    model: str = ""
+    warnings: list[str] = Field(default_factory=list)
+
+
 class Provenance(_Model):
     medlens_version: str
     created_at: str = Field(description="UTC ISO-8601 time the interpretation finished.")
@@ -217,6 +268,12 @@ class Interpretation(_Model):
     )
     followups: list[FollowUp] = Field(
         default_factory=list, description="Follow-up questions asked on this study, in order."
+    )
+    regions: list[Region] = Field(
+        default_factory=list, description="Boxes for findings (grounding); empty unless asked."
+    )
+    comparison: Comparison | None = Field(
+        None, description="Change since a prior study; null without a prior."
     )
     warnings: list[str] = Field(default_factory=list)
     provenance: Provenance

@@ -58,11 +58,24 @@ class StudyContext:
 
 
 @dataclass(frozen=True)
+class StudyPrior:
+    """What is known about the prior study besides its images (all untrusted text)."""
+
+    report: str | None = None  # the prior report's text
+    date: str | None = None  # ISO date or "N days earlier"
+    study_id: str | None = None  # the MedLens study the prior came from
+
+    def is_empty(self) -> bool:
+        return not any((self.report, self.date, self.study_id))
+
+
+@dataclass(frozen=True)
 class Study:
     images: tuple[StudyImage, ...]
     context: StudyContext = field(default_factory=StudyContext)
     study_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     modality: str = "cxr"  # which prompt family: cxr, dermatology, pathology, fundus, ct
+    prior: StudyPrior | None = None  # prior report/date/study id (prior images: timepoint)
 
     @classmethod
     def from_ingested(

@@ -1,0 +1,1 @@
+"""Scripts of the scripted test generator (`medlens/test-scripted`): fixed text per prompt kind."""
