@@ -26,6 +26,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "medlens.tasks": ("medlens.store", "medlens.jobs", *_TOP),
     "medlens.store": ("medlens.imaging", "medlens.models", "medlens.tasks", "medlens.jobs", *_TOP),
     "medlens.jobs": _TOP,
+    # PACS/EHR integration sits beside jobs: it feeds intake and delivers results.
+    "medlens.integrations": _TOP,
     "medlens.evaluation": ("medlens.server", "medlens.cli", "medlens.jobs"),
     "medlens.server": ("medlens.cli", "medlens.evaluation", "medlens.training"),
     # Fine-tuning sits beside evaluation (it reuses probe training) and serves nothing.

@@ -66,7 +66,9 @@ def test_models_info_shows_the_latest_gate_report() -> None:
     settings = load_settings()
     report = gate_from_predictions(DATA / "base.jsonl", DATA / "candidate.jsonl", load_thresholds())
     report.base, report.candidate = "medlens/gemma3-270m", "medlens/gemma3-270m@int8"
+    report.meta["candidate_weights_hash"] = "sha256:abcdef0123456789"
     path = store(report, settings.data_dir)
+    assert path.name.endswith("Z-abcdef012345.json")  # keyed by time + weights hash
     assert path.parent == reports_dir(settings.data_dir, "medlens/gemma3-270m@int8")
     assert path.with_suffix(".md").is_file() and (path.parent / "latest.md").is_file()
     for model in ("medlens/gemma3-270m", "medlens/gemma3-270m@int8"):

@@ -156,6 +156,9 @@ def test_e2e_png_with_test_model(tiny_test_models: dict, cxr_pngs: list[Path]) -
 
 def test_e2e_dicom_png_spanish_json(tiny_test_models: dict, cxr_pngs: list[Path],
                                     cxr_dicom: Path) -> None:
+    from medlens.models.session import default_session
+
+    default_session().unload()  # other tests' encodings of these images must not count
     res = runner.invoke(app, [
         "interpret", str(cxr_dicom), str(cxr_pngs[0]), "--language", "es", "--json",
         "--model", "medlens/test-medgemma", "--encoder", "medlens/test-medsiglip",

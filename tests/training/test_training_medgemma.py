@@ -28,7 +28,7 @@ TINY = {
 }
 
 
-def _train(fmt: str, data_files: dict, out: Path, settings, **over):  # type: ignore[no-untyped-def]
+def _train(fmt: str, data_files: dict, out: Path, settings, resume=False, **over):  # type: ignore[no-untyped-def]
     opts = TrainOptions(**{**TINY, **over})
     split = None if fmt == "text" else "patientid"
     return finetune_medgemma(
@@ -38,6 +38,7 @@ def _train(fmt: str, data_files: dict, out: Path, settings, **over):  # type: ig
         settings,
         opts,
         adapter_id=f"test/adapter-{fmt}",
+        resume=resume,
     )
 
 
@@ -204,3 +205,14 @@ def test_registry_entry_serves_switches_and_unloads(trained, batch_and_base, set
     assert float((_logits(base.model, batch) - want).abs().max()) > 1e-2
     assert session.unload("test/adapter-pairs-csv") == 1
     assert [m.id for m in session.status()] == [BASE]
+
+
+def test_resume_continues_from_the_last_checkpoint(data_files, settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    _train("text", data_files, out, settings, steps=2)
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    res = _train("text", data_files, out, settings, resume=True, steps=4)
+    log = json.loads((out / "training_log.json").read_text())
+    steps = [h["step"] for h in log["log_history"] if "loss" in h]
+    # Steps 1-2 come back with the checkpoint's state; only 3-4 ran again.
+    assert res.steps == 4 and steps == [1, 2, 3, 4]

@@ -11,7 +11,8 @@ import pytest
 from medlens.training.medgemma import DataOptions, finetune_medgemma
 from medlens.training.sft import TrainOptions
 
-pytestmark = pytest.mark.slow
+# 40 steps of a 270M model with a 262k vocabulary: minutes on an idle 2-core CPU, more when shared.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 BASE = "medlens/test-medgemma-realtext"
 
 

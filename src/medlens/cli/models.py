@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from medlens.cli.common import print_json, settings_from
-from medlens.errors import ModelNotAvailable
+from medlens.errors import ConfigError, ModelNotAvailable
 
 models_app = typer.Typer(
     help="Model registry: list, inspect, download, build test models.",
@@ -139,10 +139,21 @@ def info(
 
 
 def _gate_reports(record: Any, settings: Any) -> dict[str, Any]:
-    """Latest `medlens gate` reports for this model (and its @int8/@int4 variants)."""
+    """Latest `medlens gate` reports for this model (and its @int8/@int4 variants), and
+    the report an adapter entry names (options.adapter.gate_report), if any."""
+    import json
+
     from medlens.evaluation.gate_report import reports_for
 
-    return reports_for(settings.data_dir, record.id)
+    found = reports_for(settings.data_dir, record.id)
+    named = str((record.options.get("adapter") or {}).get("gate_report") or "")
+    if named and record.id not in found and Path(named).expanduser().is_file():
+        path = Path(named).expanduser()
+        try:
+            found[record.id] = (path, json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"Gate report {path} is not valid JSON ({exc.msg}).") from exc
+    return found
 
 
 def _echo_gates(record: Any, gates: dict[str, Any]) -> None:

@@ -157,7 +157,7 @@ def store(report: GateReport, data_dir: Path) -> Path:
     """Write the report (JSON + markdown) beside the candidate's others; returns the JSON."""
     data = report.to_dict()
     text = _json(data)
-    key = (report.meta.get("candidate_weights_hash") or "")[:12]
+    key = str(report.meta.get("candidate_weights_hash") or "").rpartition(":")[2][:12]
     key = key or hashlib.sha256(text.encode()).hexdigest()[:12]
     folder = reports_dir(data_dir, report.candidate)
     folder.mkdir(parents=True, exist_ok=True)

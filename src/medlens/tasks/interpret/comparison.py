@@ -81,7 +81,8 @@ def comparison_messages(
         "prior report": info.report if info else None,
         "indication": study.context.indication,
     }
-    text = compose_text(template.instruction, (), data)
+    example = str(prompt_setting(PROMPT, "answer_example", ""))
+    text = compose_text(template.instruction, (example,), data)
     system = system_text(template, thinking=thinking)
     if prompt_format == "medgemma-1.5" or not system:
         if system:

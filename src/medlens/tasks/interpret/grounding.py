@@ -68,10 +68,13 @@ def grounding_messages(
     labels: Sequence[str], part: ImagePart, prompt_format: str
 ) -> tuple[PromptTemplate, list[ChatMessage]]:
     template = load_prompt(PROMPT)
+    example = str(prompt_setting(PROMPT, "answer_example", ""))
     quoted = "; ".join(f'"{label}"' for label in labels)
-    instruction = template.instruction.replace("{labels}", quoted)
     return template, build_messages(
-        template, prompt_format=prompt_format, images=[part], instruction=instruction
+        template,
+        prompt_format=prompt_format,
+        images=[part],
+        extra_lines=[example, f"To locate: {quoted}."],
     )
 
 

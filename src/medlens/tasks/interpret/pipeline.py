@@ -115,14 +115,18 @@ def interpret(
         parts = generator_parts(accepted, options.generator_preprocess)
     with run.clock.stage("scores"):
         scores = _scores(run, accepted, accepted_idx, encoder_parts)
-    with run.clock.stage("compare"):
-        comparison = study_comparison(study, accepted, parts, options, generator, run.warnings)
+    comparison = None
+    if options.compare:  # stages announced only when they run
+        with run.clock.stage("compare"):
+            comparison = study_comparison(study, accepted, parts, options, generator, run.warnings)
     rep = _report(run, accepted, parts, scores, on_event, comparison)
-    with run.clock.stage("ground"):
-        regions = study_regions(
-            study, accepted, parts, accepted_idx, rep.sections, rep.mentions, options,
-            generator, run.warnings,
-        )  # fmt: skip
+    regions = []
+    if options.ground:
+        with run.clock.stage("ground"):
+            regions = study_regions(
+                study, accepted, parts, accepted_idx, rep.sections, rep.mentions, options,
+                generator, run.warnings,
+            )  # fmt: skip
     similar = None
     with run.clock.stage("similar"):
         if run.chest and library is not None and scores.embeddings is not None:
