@@ -5,6 +5,7 @@ set -euo pipefail
 
 PG_PORT="${MEDLENS_TEST_PG_PORT:-55432}"
 PG_DIR="${MEDLENS_TEST_PG_DIR:-/tmp/medlens-test-pg}"
+stop_services() { :; }  # replaced below when this script starts PostgreSQL itself
 
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
@@ -44,6 +45,8 @@ if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
     as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
       -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
+    # Started here, so stopped by whoever sourced this (scripts/test.sh) when it is done.
+    stop_services() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true; }
   fi
   export MEDLENS_TEST_PG_URL="postgresql://postgres@127.0.0.1:${PG_PORT}/postgres"
   echo "services: PostgreSQL at $MEDLENS_TEST_PG_URL"

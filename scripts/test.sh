@@ -33,4 +33,7 @@ if [ "$setup_engines" = 1 ]; then
   [ "$ok" = 1 ] || exit 1
 fi
 
-exec .venv/bin/python -m pytest "$@"
+# The tests start and stop their own Orthanc and OpenID provider; PostgreSQL, when
+# services.sh started it, is stopped here whatever pytest's outcome.
+trap stop_services EXIT
+.venv/bin/python -m pytest "$@"
