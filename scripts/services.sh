@@ -66,6 +66,15 @@ if command -v npm >/dev/null 2>&1; then
       echo "services: npm ci in tests/sso failed; the SSO tests will fail under MEDLENS_CI" >&2
     fi
   fi
+  # The in-memory FHIR R4 server (npm @medplum/fhir-router) of the FHIR round-trip test.
+  fhir_stamp="tests/fhir/node_modules/.installed-$(sha256sum tests/fhir/package-lock.json | cut -c1-12)"
+  if [ ! -f "$fhir_stamp" ]; then
+    if (cd tests/fhir && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
+      touch "$fhir_stamp"; echo "services: @medplum/fhir-router installed in tests/fhir"
+    else
+      echo "services: npm ci in tests/fhir failed; the FHIR round trip will fail under MEDLENS_CI" >&2
+    fi
+  fi
 else
   echo "services: Node.js/npm not found; the single sign-on tests need them" >&2
 fi

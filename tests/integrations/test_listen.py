@@ -17,7 +17,7 @@ import pydicom
 import pytest
 
 from medlens.config import AutoInterpretRules, DicomNode, Settings
-from medlens.integrations.autoingest import AUDIT_ACTION, IngestOutcome
+from medlens.integrations.autoingest import AUDIT_ACTION, REFUSED_KIND, IngestOutcome
 from medlens.integrations.listener import Listener, spool_dir
 from medlens.integrations.rules import AutoRule
 from medlens.store import open_store
@@ -133,9 +133,14 @@ def test_a_ct_is_received_but_not_interpreted_and_the_rule_says_why(listener, st
     wait_for(lambda: outcomes)
     assert outcomes[0].status == "skipped"
     assert outcomes[0].reasons == ["Modality CT is not CR/DX"]
-    assert store.list_studies() == [] and store.list_jobs() == []
+    assert store.list_studies() == []
+    [job] = store.list_jobs()  # the reason is in a failed job, nothing to run
+    assert (job.kind, job.status, job.study_id) == (REFUSED_KIND, "failed", None)
+    assert job.error == "Not interpreted (skipped): Modality CT is not CR/DX"
+    assert outcomes[0].job_id == job.id and job.payload["reasons"] == outcomes[0].reasons
     event = next(e for e in store.list_audit() if e.action == AUDIT_ACTION)
     assert (event.outcome, event.detail["reasons"]) == ("skipped", ["Modality CT is not CR/DX"])
+    assert event.detail["job_id"] == job.id
     assert not list(spool_dir(lis.settings).rglob("*"))
 
 
@@ -149,9 +154,31 @@ def test_what_passes_the_rules_still_meets_the_image_gate(listener, store, dicom
     assert outcomes[0].status == "refused"
     [reason] = outcomes[0].reasons
     assert "blank or near-constant image" in reason
-    assert store.list_studies() == [] and store.list_jobs() == []
+    assert store.list_studies() == []
+    [job] = store.list_jobs()
+    assert (job.kind, job.status) == (REFUSED_KIND, "failed") and reason in str(job.error)
     event = next(e for e in store.list_audit() if e.action == AUDIT_ACTION)
     assert event.outcome == "refused" and event.detail["reasons"] == outcomes[0].reasons
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "MR_small_RLE.dcm"])
+def test_ct_and_mr_meet_the_image_gate_when_no_rule_stops_them(tmp_path, dicom_dir, name):
+    """With the header rules opened up, the image gate itself refuses CT and MR; its
+    reason is the error of the study's failed job (and in the audit)."""
+    from medlens.integrations.autoingest import ingest_study
+
+    settings = listen_settings(tmp_path, modalities=[], body_parts=[])
+    store = open_store(settings)
+    try:
+        out = ingest_study(store, settings, [(dicom_dir / name).read_bytes()], actor="test")
+        assert out.status == "refused" and store.list_studies() == []
+        [job] = store.list_jobs()
+    finally:
+        store.close()
+    modality = pydicom.dcmread(dicom_dir / name, stop_before_pixels=True).Modality
+    assert (job.kind, job.status, job.id) == (REFUSED_KIND, "failed", out.job_id)
+    assert job.error.startswith("Not interpreted (refused): ") and modality in job.error
+    print(f"\n{name}: {job.error}")
 
 
 def test_every_transfer_syntax_is_accepted_one_context_each(listener):

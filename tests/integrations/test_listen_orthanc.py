@@ -14,12 +14,17 @@ import pydicom
 import pytest
 
 from medlens.config import AutoInterpretRules
-from medlens.integrations.autoingest import IngestOutcome
+from medlens.integrations.autoingest import REFUSED_KIND, IngestOutcome
 from medlens.integrations.listener import Listener
 from medlens.integrations.orthanc_changes import SEQ_KEY, WAKE_KEY, ChangesPoller
+from medlens.jobs import JobRunner
+from medlens.jobs.handlers import HANDLERS
 
 RULES = AutoInterpretRules(enabled=True, quiet_seconds=0.3)
+CT_RULE = "Modality CT is not CR/DX"
 J2K = ("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91")
+TEST_MODELS = {"generator": "medlens/test-medgemma", "encoder": "medlens/test-medsiglip",
+               "max_new_tokens": 24}  # fmt: skip
 
 
 def wait_for(predicate: Any, timeout: float = 60.0) -> Any:
@@ -47,23 +52,32 @@ def stable(orthanc: Any, orthanc_study: str) -> bool:
 def test_orthanc_pushes_a_j2k_chest_twice_and_one_study_one_job_result(
     orthanc, store, tmp_path, dicom_dir
 ):
-    settings = orthanc.settings(tmp_path / "data", auto_interpret=RULES)
+    settings = orthanc.settings(tmp_path / "data", auto_interpret=RULES, **TEST_MODELS)
     study = orthanc.upload(dicom_dir / "RG1_J2KI.dcm")["ParentStudy"]
     outcomes: list[IngestOutcome] = []
+    # The real interpret handler with the tiny test models, run in this thread.
+    runner = JobRunner(store, {"interpret": HANDLERS["interpret"]}, settings=settings)
     lis = Listener(store, settings, tick=0.05, on_outcome=outcomes.append)
     lis.start()
     try:
         start = time.monotonic()
         push(orthanc, study)
         wait_for(lambda: outcomes)
-        print(f"\nlisten: Orthanc C-STORE → job queued in {time.monotonic() - start:.2f} s")
+        queued = time.monotonic() - start
+        assert runner.run_once()
+        print(f"\nlisten: Orthanc C-STORE → job queued in {queued:.2f} s, "
+              f"→ interpretation stored in {time.monotonic() - start:.2f} s")  # fmt: skip
         push(orthanc, study)  # the same study again
         wait_for(lambda: len(outcomes) == 2)
     finally:
         lis.stop()
     assert [o.status for o in outcomes] == ["queued", "duplicate"]
+    assert not runner.run_once()  # nothing queued by the second C-STORE
     [one] = store.list_studies()
-    assert [j.kind for j in store.list_jobs()] == ["interpret"]
+    [job] = store.list_jobs()
+    assert (job.kind, job.status, job.study_id) == ("interpret", "done", one.id)
+    interp = store.get_interpretation(one.id)
+    assert interp is not None and interp.study_id == one.id and interp.status == "complete"
     original = pydicom.dcmread(dicom_dir / "RG1_J2KI.dcm", stop_before_pixels=True)
     identity = store.get_study_identity(one.id)
     assert identity["PatientID"] == original.PatientID
@@ -88,6 +102,9 @@ def test_orthanc_pushes_a_ct_and_it_is_not_interpreted(orthanc, store, tmp_path,
         lis.stop()
     assert (outcomes[0].status, outcomes[0].reasons) == ("skipped", ["Modality CT is not CR/DX"])
     assert store.list_studies() == []
+    [job] = store.list_jobs()  # not interpreted: the reason is the error of a failed job
+    assert (job.kind, job.status) == (REFUSED_KIND, "failed")
+    assert job.error == "Not interpreted (skipped): Modality CT is not CR/DX"
 
 
 @pytest.fixture
@@ -111,8 +128,10 @@ def test_the_poller_catches_up_on_what_arrived_while_medlens_was_down(
     print(f"\n/changes catch-up: pull + intake in {time.monotonic() - start:.2f} s")
     by_status = {o.status: o for o in report.outcomes}
     assert sorted(by_status) == ["queued", "skipped"]
-    assert by_status["skipped"].reasons == ["Modality CT is not CR/DX"]
-    assert len(store.list_studies()) == 1 and len(store.list_jobs()) == 1
+    assert by_status["skipped"].reasons == [CT_RULE]
+    assert len(store.list_studies()) == 1 and len(interpret_jobs(store)) == 1
+    refused = store.get_job(str(by_status["skipped"].job_id))
+    assert refused is not None and refused.error == f"Not interpreted (skipped): {CT_RULE}"
     identity = store.get_study_identity(by_status["queued"].study_id)
     assert identity["PatientID"] == "9RG1"
     last = pacs.get("/changes", params={"last": ""}).json()["Last"]
@@ -124,7 +143,11 @@ def test_the_poller_catches_up_on_what_arrived_while_medlens_was_down(
     store.set_integration_state(SEQ_KEY, str(first.seq))
     replay = ChangesPoller(store, settings).poll_once()
     assert sorted(o.status for o in replay.outcomes) == ["duplicate", "skipped"]
-    assert len(store.list_studies()) == 1 and len(store.list_jobs()) == 1
+    assert len(store.list_studies()) == 1 and len(interpret_jobs(store)) == 1
+
+
+def interpret_jobs(store: Any) -> list[Any]:
+    return [j for j in store.list_jobs() if j.kind == "interpret"]
 
 
 def test_the_poller_waits_when_orthanc_is_down_and_keeps_its_seq(pacs, store, tmp_path, dicom_dir):

@@ -10,7 +10,8 @@ Idempotent: the study is keyed by a keyed hash of its Study Instance UID, so the
 study sent twice (or ingested again after a crash) is the same MedLens study with its one
 job; instances that arrive after the study was taken in are not interpreted again (the
 audit says so). Every decision (queued, duplicate, skipped by a rule, refused by the gate)
-is written to the audit log with its reason and no patient identifier.
+is written to the audit log with its reason and no patient identifier; a study turned
+away also gets a failed `auto-interpret` job whose error is the reason (job list).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from medlens.integrations.rules import AutoRule
 
 log = logging.getLogger("medlens.listen")
 AUDIT_ACTION = "integration.auto_interpret"
+REFUSED_KIND = "auto-interpret"  # the job row of a study not interpreted (rule or gate)
 Status = Literal["queued", "duplicate", "skipped", "refused", "late"]
 
 
@@ -96,7 +98,7 @@ def ingest_study(
     out.reasons = sorted(set(out.reasons))
     if accepted:
         _take_in(store, settings, accepted, out)
-    _audit(store, actor, out)
+    record_outcome(store, settings, actor, out)
     log.info("auto-interpret: %s", out.line())
     return out
 
@@ -126,7 +128,15 @@ def _take_in(
     out.reasons = sorted({*out.reasons, *result.refused})
 
 
-def _audit(store: Any, actor: str, out: IngestOutcome) -> None:
+def record_outcome(store: Any, settings: Settings, actor: str, out: IngestOutcome) -> None:
+    """Audit the decision; a study turned away by a rule or the gate also gets a failed
+    `auto-interpret` job carrying the reason, so the job list says why it was not read."""
+    if out.status in ("skipped", "refused") and settings.auto_interpret.enabled:
+        # No handler claims this kind, and it fails at once: nothing runs, the row stays.
+        job = store.enqueue_job(REFUSED_KIND, {"ref": out.ref, "status": out.status,
+                                               "reasons": out.reasons, "actor": actor})  # fmt: skip
+        store.fail_job(job.id, f"Not interpreted ({out.status}): " + "; ".join(out.reasons))
+        out.job_id = job.id
     outcome = "ok" if out.status in ("queued", "duplicate") else out.status
     detail = {"ref": out.ref, "status": out.status, "reasons": out.reasons}
     if out.job_id:

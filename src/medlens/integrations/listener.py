@@ -212,12 +212,11 @@ def _read_all(paths: Iterable[Path]) -> Iterable[bytes]:
 
 
 def _skipped_only(store: Any, settings: Settings, study: SpooledStudy) -> IngestOutcome:
-    from medlens.integrations.autoingest import AUDIT_ACTION
+    from medlens.integrations.autoingest import record_outcome
 
     reasons = sorted(set(study.skipped))
     # The spool key and the study ref are the same keyed hash of the Study Instance UID.
-    out = IngestOutcome("skipped", study.key[:24], reasons=reasons)
-    detail = {"ref": out.ref, "status": "skipped", "reasons": reasons}
-    store.audit(ACTOR, AUDIT_ACTION, outcome="skipped", detail=detail)
+    out = IngestOutcome("skipped", study.key[:24], reasons=reasons, actor=ACTOR)
+    record_outcome(store, settings, ACTOR, out)
     log.info("auto-interpret: %s", out.line())
     return out

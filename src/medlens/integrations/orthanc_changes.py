@@ -27,7 +27,7 @@ from typing import Any
 
 from medlens.config import Settings
 from medlens.errors import MedLensError
-from medlens.integrations.autoingest import AUDIT_ACTION, IngestOutcome, Status, ingest_study
+from medlens.integrations.autoingest import IngestOutcome, Status, ingest_study, record_outcome
 from medlens.integrations.errors import IntegrationError, NotConfigured, PacsUnavailable
 from medlens.integrations.rules import AutoRule
 
@@ -161,9 +161,8 @@ class ChangesPoller:
         self, orthanc_id: str, reasons: list[str], status: Status = "skipped"
     ) -> IngestOutcome:
         # Orthanc's own study id is a hash of identifiers, not one: it names the study here.
-        out = IngestOutcome(status, f"orthanc:{orthanc_id[:17]}", reasons=reasons)
-        detail = {"ref": out.ref, "status": status, "reasons": reasons}
-        self.store.audit(ACTOR, AUDIT_ACTION, outcome=status, detail=detail)
+        out = IngestOutcome(status, f"orthanc:{orthanc_id[:17]}", reasons=reasons, actor=ACTOR)
+        record_outcome(self.store, self.settings, ACTOR, out)
         log.info("auto-interpret: %s", out.line())
         return out
 

@@ -1,6 +1,6 @@
 """The result objects of one interpretation, from its ORIGINAL source headers.
 
-`result_objects` builds the findings SR (TID 1500, when there are scores), the narrative
+`result_objects` builds the findings SR (TID 1500, when there are scores or boxes), the narrative
 SR (TID 2000) and, when asked, a GSPS or a Secondary Capture. Sources come either from a
 local DICOM file's own header (read before any de-identification: `sources_from_files`,
 for `medlens interpret --sr`) or from the protected identity table of an integrated
@@ -70,7 +70,7 @@ def result_objects(
 ) -> list[ResultObject]:
     """The objects to write or send; `pixels` (a DecodedImage-like array) feeds the SC."""
     out = []
-    if interp.finding_scores:
+    if interp.finding_scores or interp.regions:
         out.append(ResultObject("findings", findings_sr(interp, sources)))
     out.append(ResultObject("narrative", narrative_sr(interp, sources, sr_kind)))
     if overlay != "none":

@@ -3,7 +3,9 @@
 One `MeasurementsAndQualitativeEvaluations` group per scored finding: the finding as a
 coded `finding_type` (finding_codes.toml), its score as NUM (UCUM "1"), Present/Absent
 against the cross-check's threshold, the algorithm (model id, revision, prompt version)
-and the source image. The observer is a Device naming MedLens and the model. TID 1500 is
+and the source image; then one TID 1410 planar-ROI group per grounding box (sr_regions:
+a closed POLYLINE SCOORD on the source image). The observer is a Device naming MedLens
+and the model. TID 1500 is
 what the IHE AI Results profile builds on.
 
 `sources` are the ORIGINAL headers of the source instances (the file's own header, or the
@@ -210,19 +212,22 @@ def finalize(ds: Any, kind: str) -> Any:
 
 
 def findings_sr(interp: Interpretation, sources: list[Any]) -> Any:
-    """The TID 1500 Comprehensive SR for the interpretation's finding scores."""
+    """The TID 1500 Comprehensive SR for the interpretation's finding scores and boxes."""
     import highdicom as hd
+
+    from medlens.integrations.sr_regions import region_groups
 
     check_sources(sources)
     ev = evidence(sources)
-    if not interp.finding_scores:
+    if not interp.finding_scores and not interp.regions:
         from medlens.errors import InvalidImage
 
-        raise InvalidImage("No finding scores: nothing for a findings SR (scores were skipped).")
+        raise InvalidImage("No finding scores or boxes: nothing for a findings SR.")
     report = hd.sr.MeasurementReport(
         observation_context=observation_context(interp),
         procedure_reported=concept("procedure").hd(),
-        imaging_measurements=_groups(interp, ev),
+        # TID 1501 per scored finding, then TID 1410 per grounding box (sr_regions)
+        imaging_measurements=_groups(interp, ev) + region_groups(interp, ev),
     )
     study_uid = str(ev[0].StudyInstanceUID)
     sr = hd.sr.ComprehensiveSR(
