@@ -46,9 +46,12 @@ def test_accepts_the_chest_radiograph_dicom(dicom_dir: Path) -> None:
 
 
 def test_accepts_every_shared_cxr_by_statistics(shared_data: Path) -> None:
-    files = sorted((shared_data / "cxr").glob("*/images/*"))
-    refused = [(f.name, d.reason) for f in files if not (d := gate_chest_xray(ingest(f))).accepted]
-    assert not refused
+    # Issue 23's targets: no NIH image refused; <= 5 % of the COVID collection, which holds
+    # paper figure crops (rates per split: test_imaging_radiograph_check.py).
+    for collection, limit in (("nih_cxr14_sample", 0.0), ("covid_chestxray", 0.05)):
+        files = sorted((shared_data / "cxr" / collection).glob("images/*"))
+        refused = [f.name for f in files if not gate_chest_xray(ingest(f)).accepted]
+        assert len(refused) <= limit * len(files), (collection, refused)
 
 
 def _dicom(mk, **tags) -> object:

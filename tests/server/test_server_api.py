@@ -191,7 +191,7 @@ def test_demo_page_shows_banner_and_disclaimer(client_factory):
         assert "Health AI Developer Foundations" not in html
 
 
-def test_full_queue_refuses_new_work(client_factory, upload, cxr_png, monkeypatch):
+def test_full_queue_refuses_new_work(client_factory, upload, cxr_png, cxr_png_2, monkeypatch):
     from medlens.server.services import studies
 
     monkeypatch.setattr(studies, "MAX_QUEUED_JOBS", 1)
@@ -199,22 +199,10 @@ def test_full_queue_refuses_new_work(client_factory, upload, cxr_png, monkeypatc
         assert upload(client, ("a.png", cxr_png)).status_code == 201
         data = client.app.state.medlens.store.list_jobs()
         assert len(data) == 1
-        other = client.post("/v1/studies", files=[("files", ("c.png", _other_png(), "image/png"))])
+        # another real chest X-ray: a synthetic pattern would be refused by the gate (422)
+        other = client.post("/v1/studies", files=[("files", ("c.png", cxr_png_2, "image/png"))])
         assert other.status_code == 429 and other.json()["error"]["code"] == "queue_full"
         assert len(client.get("/v1/studies").json()["studies"]) == 1  # nothing half-made
-
-
-def _other_png() -> bytes:
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    yy, xx = np.mgrid[0:256, 0:256]
-    img = ((np.sin(xx / 9.0) + np.cos(yy / 13.0)) * 60 + 128).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def test_refused_study_page_explains_and_takes_no_followups(client_factory, upload, cxr_png):

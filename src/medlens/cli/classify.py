@@ -11,12 +11,16 @@ from typing import Annotated, Any
 
 import typer
 
-from medlens.cli.common import print_json, settings_from
+from medlens.cli.common import (
+    EncoderOpt,
+    LegacyModelOpt,
+    VerboseOpt,
+    apply_verbose,
+    model_flag,
+    print_json,
+    settings_from,
+)
 
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", help="Encoder registry id or PATH (default: settings.encoder)."),
-]
 LabelsOpt = Annotated[
     str,
     typer.Option(
@@ -37,10 +41,14 @@ def _banner(encoder: object) -> str:
 def classify_cmd(
     images: Annotated[list[Path], typer.Argument(help="Image file(s): DICOM, PNG, JPEG.")],
     labels: LabelsOpt = "cxr",
-    model: ModelOpt = None,
+    encoder_id: EncoderOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    verbose: VerboseOpt = False,
+    model: LegacyModelOpt = None,
 ) -> None:
     """Zero-shot label probabilities for each image (MedSigLIP)."""
+    apply_verbose(verbose)
+    encoder_id = model_flag(encoder_id, model, "--encoder")
     from medlens.imaging.ingest import ingest
     from medlens.models.session import default_session
     from medlens.tasks.classify.zero_shot import load_label_set, zero_shot
@@ -48,7 +56,7 @@ def classify_cmd(
 
     label_set = load_label_set(labels)
     ingested = [ingest(p) for p in images]  # fail on a bad file before loading the model
-    encoder, record = default_session().encoder_for(settings_from(), model)
+    encoder, record = default_session().encoder_for(settings_from(), encoder_id)
     probs = zero_shot(encoder, image_parts(ingested, record.preprocess), label_set)
     if as_json:
         print_json(
@@ -86,11 +94,15 @@ def _echo_probabilities(path: Path, probs: dict[str, float], label_set: Any, enc
 def classify_eval_cmd(
     source: Annotated[Path, typer.Argument(help="Labelled CSV or a folder holding one.")],
     labels: LabelsOpt = "cxr",
-    model: ModelOpt = None,
+    encoder_id: EncoderOpt = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples for the 95 % CI.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    verbose: VerboseOpt = False,
+    model: LegacyModelOpt = None,
 ) -> None:
     """AUC per label of zero-shot scores against labelled images."""
+    apply_verbose(verbose)
+    encoder_id = model_flag(encoder_id, model, "--encoder")
     from medlens.evaluation.retrieval_eval import evaluate_zero_shot
     from medlens.models.session import default_session
     from medlens.tasks.classify.zero_shot import load_label_set
@@ -98,7 +110,7 @@ def classify_eval_cmd(
 
     label_set = load_label_set(labels)
     cases = find_cases(source)
-    encoder, record = default_session().encoder_for(settings_from(), model)
+    encoder, record = default_session().encoder_for(settings_from(), encoder_id)
     res = evaluate_zero_shot(encoder, record, cases, label_set, n_boot=n_boot)
     if as_json:
         print_json(res)

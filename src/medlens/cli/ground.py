@@ -13,7 +13,14 @@ from typing import Annotated
 
 import typer
 
-from medlens.cli.common import fail, print_json, settings_from
+from medlens.cli.common import (
+    GeneratorOpt,
+    LegacyModelOpt,
+    fail,
+    model_flag,
+    print_json,
+    settings_from,
+)
 from medlens.errors import ConfigError, MedLensError
 
 
@@ -24,14 +31,13 @@ def register(app: typer.Typer) -> None:
 def ground_cmd(
     image: Annotated[Path, typer.Argument(help="PNG, JPEG or DICOM chest X-ray.")],
     labels: Annotated[list[str], typer.Argument(help='What to locate, e.g. "right lower lobe".')],
-    model: Annotated[
-        str | None, typer.Option(help="Generator: registry id or PATH (default: settings).")
-    ] = None,
+    generator: GeneratorOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    model: LegacyModelOpt = None,
 ) -> None:
     """Locate named findings or anatomy on one chest X-ray (MedGemma 1.5 boxes)."""
     try:
-        _run(image, labels, model, json_out)
+        _run(image, labels, model_flag(generator, model, "--generator"), json_out)
     except MedLensError as err:
         fail(err)
 

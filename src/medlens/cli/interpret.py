@@ -23,7 +23,17 @@ from medlens.cli._interpret_extras import (
     PriorReportOpt,
     with_prior,
 )
-from medlens.cli.common import fail, print_json, settings_from
+from medlens.cli.common import (
+    EncoderOpt,
+    GeneratorOpt,
+    LegacyModelOpt,
+    VerboseOpt,
+    apply_verbose,
+    fail,
+    model_flag,
+    print_json,
+    settings_from,
+)
 from medlens.cli.interpret_summary import print_summary
 from medlens.disclaimer import TEST_MODEL_LABEL
 from medlens.errors import BackendUnavailable, MedLensError, ModelNotAvailable
@@ -54,15 +64,6 @@ LateralOpt = Annotated[
 ]
 PromptOpt = Annotated[
     str | None, typer.Option(help="Your own instruction instead of the built-in report prompt.")
-]
-ModelOpt = Annotated[
-    str | None, typer.Option(help="Generator: registry id or PATH (default: settings.generator).")
-]
-EncoderOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Encoder for finding scores: registry id or PATH (default: settings.encoder)."
-    ),
 ]
 LanguageOpt = Annotated[
     str | None,
@@ -125,7 +126,7 @@ def interpret_cmd(
     prior: PriorOpt = None,
     lateral: LateralOpt = None,
     prompt: PromptOpt = None,
-    model: ModelOpt = None,
+    generator: GeneratorOpt = None,
     encoder: EncoderOpt = None,
     language: LanguageOpt = None,
     back_translate: BackTranslateOpt = True,
@@ -144,15 +145,18 @@ def interpret_cmd(
     prior_report: PriorReportOpt = None,
     prior_date: PriorDateOpt = None,
     compare: CompareOpt = None,
+    verbose: VerboseOpt = False,
+    model: LegacyModelOpt = None,
 ) -> None:
     """Draft a report for chest X-ray image(s), with scores, cross-check and urgency."""
+    apply_verbose(verbose)
     try:
         _run(
             images,
             prior or [],
             lateral or [],
             prompt,
-            model,
+            model_flag(generator, model, "--generator"),
             encoder,
             language,
             back_translate,

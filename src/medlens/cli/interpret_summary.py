@@ -8,6 +8,7 @@ from medlens.disclaimer import DISCLAIMER
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.panel import Panel
 
     from medlens.tasks.interpret.result import Interpretation
 
@@ -80,6 +81,39 @@ def print_summary(out: Console, r: Interpretation, turns: list) -> None:
     timings = ", ".join(f"{k} {v:.2f}s" for k, v in p.timings.items() if "." not in k)
     out.print(f"Timings: {timings}")
     out.print(f"MedLens {p.medlens_version}; inputs: " + ", ".join(i.sha256[:12] for i in p.inputs))
+    print_report_block(out, r)
     if r.test_model_label:
         out.print(f"[bold yellow]{r.test_model_label}[/bold yellow]")
     out.print(f"[bold]{DISCLAIMER}[/bold] {r.verification_notice}")
+
+
+_SECTIONS = ("technique", "comparison", "findings", "impression")
+
+
+def print_report_block(out: Console, r: Interpretation) -> None:
+    # soft_wrap off for this block: interpret's console soft-wraps (stream), which would
+    # crop the panel's lines instead of folding them inside it.
+    out.print(report_block(r), soft_wrap=False)
+
+
+def report_block(r: Interpretation) -> Panel:
+    """The draft report once more, clean and whole, after the stream and the details:
+    the one block to read or copy. Model text is never read as rich markup."""
+    from rich.panel import Panel
+    from rich.text import Text
+
+    body = Text(overflow="fold")  # fold: long unbroken model output still fits the width
+    rep = r.report
+    if r.status == "refused" or rep is None:
+        body.append("No report: the image gate refused every current image.", style="bold red")
+    elif rep.parse_quality in ("structured", "partial"):
+        parts = [(n, getattr(rep, n)) for n in _SECTIONS if getattr(rep, n)]
+        for i, (name, text) in enumerate(parts):
+            body.append(("\n\n" if i else "") + name.upper() + "\n", style="bold")
+            body.append(text.strip())
+    else:
+        body.append(rep.raw_text.strip() or "(the model returned no text)")
+    if r.urgency is not None:
+        body.append(f"\n\nUrgency: {r.urgency.level.upper()}", style="bold")
+    title = "Draft report" + (f" - {r.test_model_label}" if r.test_model_label else "")
+    return Panel(body, title=title, title_align="left", subtitle=DISCLAIMER.split(".")[0])

@@ -7,15 +7,17 @@ from typing import Annotated
 
 import typer
 
-from medlens.cli.common import print_json, settings_from
+from medlens.cli.common import (
+    EncoderOpt,
+    LegacyModelOpt,
+    model_flag,
+    print_json,
+    settings_from,
+)
 
 library_app = typer.Typer(
     help="Case library: add labelled images, search by image or text.", no_args_is_help=True
 )
-ModelOpt = Annotated[
-    str | None,
-    typer.Option("--model", help="Encoder registry id or PATH (default: settings.encoder)."),
-]
 LibOpt = Annotated[str, typer.Option("--library", help="Library name.")]
 
 
@@ -28,10 +30,12 @@ def add_cmd(
             "metadata.csv when present) or a labelled CSV."
         ),
     ],
-    model: ModelOpt = None,
+    encoder_id: EncoderOpt = None,
     library: LibOpt = "default",
+    model: LegacyModelOpt = None,
 ) -> None:
     """De-identify, embed and store images (embeddings cached by pixel hash + encoder)."""
+    model = model_flag(encoder_id, model, "--encoder")
     from medlens.models.session import default_session
     from medlens.tasks.retrieval.cases_csv import find_cases
     from medlens.tasks.retrieval.library import CaseLibrary
@@ -62,11 +66,13 @@ def search_cmd(
     image: Annotated[Path | None, typer.Argument(help="Query image (or use --text).")] = None,
     text: Annotated[str | None, typer.Option("--text", help="Text query.")] = None,
     k: Annotated[int, typer.Option("-k", "--k", min=1, max=1000, help="Results.")] = 10,
-    model: ModelOpt = None,
+    encoder_id: EncoderOpt = None,
     library: LibOpt = "default",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    model: LegacyModelOpt = None,
 ) -> None:
     """The k most similar library cases to an image or a text."""
+    model = model_flag(encoder_id, model, "--encoder")
     from medlens.errors import ConfigError
     from medlens.models.session import default_session
     from medlens.tasks.retrieval.library import CaseLibrary
@@ -130,8 +136,11 @@ def list_cmd() -> None:
 
 
 @library_app.command("embed")
-def embed_cmd(model: ModelOpt = None, library: LibOpt = "default") -> None:
+def embed_cmd(
+    encoder_id: EncoderOpt = None, library: LibOpt = "default", model: LegacyModelOpt = None
+) -> None:
     """Embed stored cases that lack a vector for this encoder (e.g. after a model change)."""
+    model = model_flag(encoder_id, model, "--encoder")
     from medlens.models.session import default_session
     from medlens.tasks.retrieval.library import CaseLibrary
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from medlens.cli.common import fail, print_json, settings_from
+from medlens.cli.common import LegacyModelOpt, fail, model_flag, print_json, settings_from
 from medlens.disclaimer import DISCLAIMER, TEST_MODEL_LABEL
 from medlens.errors import MedLensError
 
@@ -19,9 +19,12 @@ def register(app: typer.Typer) -> None:
 
 def summarize_cmd(
     record: Annotated[Path, typer.Argument(help="FHIR R4 bundle (.json) or a notes text file.")],
-    model: Annotated[
+    generator: Annotated[
         str | None,
-        typer.Option(help="Text model: registry id or PATH (default: settings.text_generator)."),
+        typer.Option(
+            "--generator",
+            help="Text model: registry id or PATH (default: settings.text_generator).",
+        ),
     ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Length cap of each summary.")] = 400,
     chunk_tokens: Annotated[
@@ -34,10 +37,12 @@ def summarize_cmd(
         ),
     ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    model: LegacyModelOpt = None,
 ) -> None:
     """Summarise a patient record for the radiologist (identifiers left out)."""
     try:
-        _run(record, model, max_new_tokens, chunk_tokens, context_only, json_out)
+        generator = model_flag(generator, model, "--generator")
+        _run(record, generator, max_new_tokens, chunk_tokens, context_only, json_out)
     except MedLensError as err:
         fail(err)
 

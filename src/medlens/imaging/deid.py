@@ -4,8 +4,18 @@ The attribute actions of Table E.1-1 live in `data/deid_basic_profile.tsv`. They
 applied at every level of the data set (inside sequences too). Compound actions are
 resolved conservatively without IOD type information:
 
-* ``X/Z``, ``X/Z/D``, ``Z/D`` → zero-length (the attribute stays present, empty);
-* ``X/D`` → dummy value; ``X/Z/U*`` (reference sequences) → kept, UIDs inside remapped.
+* ``X/Z`` → zero-length (the attribute stays present, empty);
+* ``X/D`` → dummy value; ``X/Z/D``, ``Z/D`` → dummy when there is a value (a dummy keeps
+  a Type 1 attribute valid in any IOD and says nothing), else left empty; dates and times
+  with these actions are shifted (or emptied under the "remove" date policy);
+* ``X/Z/U*`` (reference sequences) → kept, UIDs inside remapped.
+
+Changes that keep the output a valid IOD (dciodvfy finds no error the original did not
+have): a removed overlay attribute takes its whole 60xx plane with it; Acquisition Context
+Sequence (X, but Type 2 where it is used) stays as an empty sequence; a person sequence
+with action D (Verifying Observer, Person Identification Code) keeps its items with every
+value in them dummied or date-shifted; a DICOMDIR is refused (its references would not
+survive the renaming of the files it lists).
 
 UIDs are remapped deterministically under the site secret (HMAC-SHA256 → ``2.25.<int>``),
 so two instances of one study keep one (new) Study Instance UID, and re-running gives the
@@ -19,7 +29,6 @@ because names in unlisted or vendor attributes are the commonest leak.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import io
@@ -32,7 +41,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from medlens.errors import DeidentificationBlocked, InvalidImage, UnsupportedImageType
+from medlens.errors import (
+    DeidentificationBlocked,
+    InvalidImage,
+    UnsupportedDicom,
+    UnsupportedImageType,
+)
+from medlens.imaging.deid_fixups import ensure_file_meta, overlay_groups_to_remove, remove_groups
+from medlens.imaging.deid_values import age_band, dummy_value, shift_dates
 
 DatePolicy = Literal["remove", "shift"]
 BurnedInPolicy = Literal["warn", "block"]
@@ -41,10 +57,12 @@ _MAX_SHIFT_DAYS = 3650
 # Never shifted, whatever the date policy: the modified-dates option does not cover them
 # (PS3.15 Table E.1-1), and a shifted birth date beside a shifted study date is the age.
 _NEVER_SHIFTED = {0x00100030}  # PatientBirthDate
-_AGE_BAND_YEARS = 5
-_AGE_TOP = 90  # ages from 90 up are one band (HIPAA Safe Harbor)
-_DUMMY_DATE = "19000101"
 _TEXT_VRS = {"PN", "LO", "SH", "CS", "DA", "TM", "DT", "LT", "ST", "UT", "AE", "AS", "UC", "UR"}
+# X attributes that are Type 2 where they occur: an empty sequence says as little.
+_KEEP_EMPTY = {0x00400555}  # AcquisitionContextSequence
+# D sequences whose items are kept with every value replaced (Type 1 items inside).
+_DUMMY_ITEM_SEQUENCES = {0x0040A073, 0x00401101}
+_DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _SAFE_PRIVATE_VRS = {"US", "SS", "UL", "SL", "FL", "FD", "DS", "IS"}
 # (code value, meaning) for (0012,0064), CID 7050.
 BASIC_PROFILE_CODE = ("113100", "Basic Application Confidentiality Profile")
@@ -118,6 +136,13 @@ def _lookup(tag: int) -> str | None:
     return None
 
 
+@lru_cache(maxsize=1)
+def _overlay_removed() -> frozenset[int]:
+    """Element numbers the profile removes (X) from an overlay group 60xx."""
+    table = profile_table()
+    return frozenset(t & 0xFFFF for t, (_, a) in table.items() if t >> 16 == 0x6000 and a == "X")
+
+
 def site_secret(settings: Any) -> bytes:
     """settings.site_secret, else <data_dir>/site_secret (created once, mode 0600)."""
     if settings.site_secret is not None:
@@ -183,7 +208,14 @@ def deidentify(ds: Any, policy: DeidPolicy) -> DeidResult:
     return result
 
 
-def _walk(ds: Any, policy: DeidPolicy, shift: int, prefix: str, result: DeidResult) -> None:
+def _walk(
+    ds: Any, policy: DeidPolicy, shift: int, prefix: str, result: DeidResult, dummy: bool = False
+) -> None:
+    """`dummy`: inside a D sequence, every value is replaced (dummy or shifted), not removed."""
+    # An overlay plane that loses its data loses its whole group (no partial plane).
+    for tag in remove_groups(ds, overlay_groups_to_remove(ds, _overlay_removed())):
+        ref = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+        result.actions.append(DeidAction(prefix + ref, ref, "removed"))
     for elem in list(ds):
         tag = int(elem.tag)
         name = elem.keyword or f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
@@ -198,6 +230,10 @@ def _walk(ds: Any, policy: DeidPolicy, shift: int, prefix: str, result: DeidResu
             result.actions.append(DeidAction(path, ref, "private-removed"))
             continue
         action = _lookup(tag)
+        filled = elem.VR != "SQ" and elem.value not in (None, "", b"", [])
+        replaceable = action not in ("U", "X/Z/U*") and elem.VR != "UI"
+        if dummy and filled and replaceable and (action or elem.VR in ("DA", "DT", "TM", "PN")):
+            action = "D"
         if action is None:
             if elem.VR == "PN" and elem.value:
                 elem.value = ""
@@ -220,6 +256,11 @@ def _apply(
     result: DeidResult,
 ) -> None:
     vr = elem.VR
+    if action == "X" and int(elem.tag) in _KEEP_EMPTY:
+        if elem.value:
+            elem.value = []
+            result.actions.append(DeidAction(path, ref, "emptied"))
+        return
     if action == "X":
         del ds[elem.tag]
         result.actions.append(DeidAction(path, ref, "removed"))
@@ -232,9 +273,9 @@ def _apply(
             result.actions.append(DeidAction(path, ref, "uid-remapped"))
         return
     if vr == "SQ":
-        if action.endswith("U*"):
+        if action.endswith("U*") or (action == "D" and int(elem.tag) in _DUMMY_ITEM_SEQUENCES):
             for i, item in enumerate(elem.value):
-                _walk(item, policy, shift, f"{path}[{i}].", result)
+                _walk(item, policy, shift, f"{path}[{i}].", result, dummy=action == "D")
             return
         if elem.value:
             elem.value = []  # Z and D on a sequence: present but without items
@@ -242,87 +283,21 @@ def _apply(
         return
     shiftable = int(elem.tag) not in _NEVER_SHIFTED
     if vr in ("DA", "DT") and policy.dates == "shift" and shiftable and elem.value:
-        elem.value = _shift(elem.value, vr, shift)
+        elem.value = shift_dates(elem.value, vr, shift)
         result.actions.append(DeidAction(path, ref, "date-shifted"))
         return
     if vr == "TM" and policy.dates == "shift" and action != "X":
         return  # times are kept with modified dates (longitudinal option)
-    if action in ("D", "X/D"):
-        elem.value = _dummy(vr)
+    # X/Z/D, Z/D → dummy when filled (Type 1 somewhere); dates chosen "remove" stay empty.
+    dummied = action in ("X/Z/D", "Z/D") and vr not in ("DA", "DT", "TM")
+    if action in ("D", "X/D") or (dummied and elem.value not in (None, "", b"", [])):
+        elem.value = dummy_value(vr)
         result.actions.append(DeidAction(path, ref, "dummy"))
         return
     # Z, X/Z, X/Z/D, Z/D: keep the attribute, zero length.
     if elem.value not in (None, "", b"", []):
         elem.value = "" if vr in _TEXT_VRS else None
         result.actions.append(DeidAction(path, ref, "emptied"))
-
-
-def age_band(ds: Any) -> str | None:
-    """The patient's age as a 5-year band ("065Y" = 65-69; "090Y" = 90 or more), from
-    the birth date and the study (else series/acquisition/content) date, else from
-    PatientAge; None when neither gives one."""
-    years = _age_from_dates(ds)
-    if years is None or not 0 <= years <= 150:  # absent or absurd (e.g. 11111111)
-        years = None
-        text = str(ds.get("PatientAge", "") or "").strip().upper()
-        if len(text) == 4 and text[:3].isdigit():
-            years = int(text[:3]) if text[3] == "Y" else 0 if text[3] in "DWM" else None
-    if years is None or not 0 <= years <= 150:
-        return None
-    years = min(_AGE_TOP, years - years % _AGE_BAND_YEARS)
-    return f"{years:03d}Y"
-
-
-def _age_from_dates(ds: Any) -> int | None:
-    born = _parse_day(ds.get("PatientBirthDate"))
-    if born is None:
-        return None
-    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
-        seen = _parse_day(ds.get(keyword))
-        if seen is not None:
-            return seen.year - born.year - ((seen.month, seen.day) < (born.month, born.day))
-    return None
-
-
-def _parse_day(value: Any) -> dt.date | None:
-    try:
-        return dt.datetime.strptime(str(value or "")[:8], "%Y%m%d").date()
-    except ValueError:
-        return None
-
-
-def _dummy(vr: str) -> Any:
-    dummies: dict[str, Any] = {
-        "DA": _DUMMY_DATE,
-        "TM": "000000",
-        "DT": _DUMMY_DATE + "000000",
-        "AS": "000Y",
-        "DS": "0",
-        "IS": "0",
-        "CS": "ANONYMIZED",
-        "US": 0,
-        "SS": 0,
-        "UL": 0,
-        "SL": 0,
-        "FL": 0.0,
-        "FD": 0.0,
-    }
-    return dummies.get(vr, "ANONYMIZED")
-
-
-def _shift(value: Any, vr: str, days: int) -> Any:
-    from pydicom.multival import MultiValue
-
-    values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
-    out = []
-    for v in values:
-        text = str(v)
-        try:
-            day = dt.datetime.strptime(text[:8], "%Y%m%d").date() - dt.timedelta(days=days)
-            out.append(day.strftime("%Y%m%d") + (text[8:] if vr == "DT" else ""))
-        except ValueError:
-            out.append(_DUMMY_DATE)  # unparseable date: never keep the original
-    return out if len(out) > 1 else out[0]
 
 
 def _mark(ds: Any, policy: DeidPolicy, result: DeidResult) -> None:
@@ -359,13 +334,21 @@ def deidentify_bytes(
     if sniff(data, name) != "dicom":
         raise UnsupportedImageType(f"{name or 'input'}: not DICOM; nothing to de-identify.")
     ds = read_dataset(data, name or "input")
+    meta_class = str(getattr(ds, "file_meta", {}).get("MediaStorageSOPClassUID", "") or "")
+    if meta_class == _DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
+        raise UnsupportedDicom(
+            f"{name or 'input'}: a DICOMDIR (file-set index) holds no image; de-identify the "
+            "files it lists instead (their new names would not match its references)."
+        )
     result = deidentify(ds, policy)
-    return dataset_bytes(ds), result
+    return dataset_bytes(ds, name or "input"), result
 
 
-def dataset_bytes(ds: Any) -> bytes:
+def dataset_bytes(ds: Any, label: str = "input") -> bytes:
+    """A Part 10 file; missing file meta is rebuilt from the data set (or refused)."""
     from pydicom import dcmwrite
 
+    ensure_file_meta(ds, label)
     buf = io.BytesIO()
     dcmwrite(buf, ds, enforce_file_format=True)
     return buf.getvalue()

@@ -2,7 +2,9 @@
 
 A refused image never gets a report. The evidence here needs no model:
 1. DICOM tags (Modality CR/DX/DR, BodyPartExamined, ViewPosition) when present;
-2. image statistics, always: tiny, blank/near-constant, colour photograph.
+2. image statistics, always: tiny, blank/near-constant, colour photograph; and, unless
+   radiograph DICOM tags vouch for the image, the calibrated non-radiograph check
+   (`imaging.radiograph_stats`: grey levels, edges, texture, symmetry, chest layout).
 The encoder half (MedSigLIP zero-shot "chest X-ray" vs other kinds, for PNG/JPEG) is a
 task: `medlens.tasks.interpret.gate`, which starts from this decision.
 """
@@ -108,6 +110,11 @@ def gate_chest_xray(img: IngestedImage) -> GateDecision:
     failed = [c for c in stats if not c.passed]
     if failed:
         return _refuse(failed[0].detail, checks, "statistics")
+    if method == "statistics":  # no radiograph tags vouch for it: does it look like one?
+        look = radiograph_check(img.image)
+        checks.append(look)
+        if not look.passed:
+            return _refuse(look.detail, checks, "statistics")
     reason = "chest radiograph" + (f" ({', '.join(flags)})" if flags else "")
     return GateDecision(True, reason, tuple(checks), tuple(flags), method)
 
@@ -193,6 +200,17 @@ def image_statistics(image: Any) -> list[GateCheck]:
             )
         )
     return checks
+
+
+def radiograph_check(image: Any) -> GateCheck:
+    """The calibrated non-radiograph check (imaging.radiograph_stats) as a gate check."""
+    from medlens.imaging.radiograph_stats import check_radiograph
+
+    result = check_radiograph(image)
+    if result.looks_like_radiograph:
+        detail = f"radiograph-like statistics (d={result.distance:.2f})"
+        return GateCheck("radiograph", True, detail)
+    return GateCheck("radiograph", False, result.reason)
 
 
 def _refuse(reason: str, checks: list[GateCheck], method: str) -> GateDecision:

@@ -94,8 +94,16 @@ def physical_cores() -> int:
 
 
 def configure_threads() -> int:
-    """Match torch's intra-op threads to physical cores unless the user set them."""
+    """Match torch's intra-op threads to physical cores unless the user set them.
+
+    Every torch model load calls this first, so third-party logs and progress bars
+    are quietened here too (medlens.models.quiet; kept with --verbose / MEDLENS_VERBOSE).
+    """
     import torch
+
+    from medlens.models.quiet import quiet_third_party
+
+    quiet_third_party()
 
     if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MEDLENS_THREADS"):
         n = int(os.environ.get("MEDLENS_THREADS") or os.environ["OMP_NUM_THREADS"])
