@@ -19,7 +19,9 @@ from medlens.tasks.interpret.result import (
     ReportSections,
 )
 
-DICOM_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "dicom"
+# Same rule as tests/conftest.py's shared_data: MEDLENS_SHARED_DATA, else ../shared/data.
+_REPO = Path(__file__).resolve().parents[2]
+DICOM_DIR = Path(os.environ.get("MEDLENS_SHARED_DATA", _REPO.parent / "shared" / "data")) / "dicom"
 RG1 = DICOM_DIR / "RG1_J2KI.dcm"
 CT = DICOM_DIR / "CT_small.dcm"
 
