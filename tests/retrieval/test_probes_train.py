@@ -97,3 +97,23 @@ def test_patient_grouping_removes_leakage() -> None:
     assert leaky.metrics["auc"] > 0.8  # the leak the grouping exists to prevent
     assert abs(honest.metrics["auc"] - 0.5) < 0.15, honest.metrics["auc"]
     assert "grouped by patient" in honest.metrics["cv"] and honest.metrics["n_groups"] == 60
+
+
+def test_too_few_patients_says_counts_and_what_to_add() -> None:
+    from medlens.evaluation.probe_train import TooFewPatients
+
+    x, _ = _data(n=20)
+    y = np.array([1, 1, 1] + [0] * 17)
+    # All positives one patient; negatives from 5 patients.
+    groups = ["a", "a", "a"] + [f"n{i % 5}" for i in range(17)]
+    with pytest.raises(TooFewPatients) as err:
+        train_probe(x, y, name="u", label="urgent", encoder_id="e", groups=groups)
+    assert err.value.need == "urgent=1 cases from 1 more patient(s)"
+    assert "3 positive case(s) from 1 patient(s) and 17 negative from 5" in str(err.value)
+    # Negatives short instead: named the other way round.
+    with pytest.raises(TooFewPatients, match="urgent=0 cases from 1 more patient"):
+        train_probe(x, 1 - y, name="u", label="urgent", encoder_id="e", groups=groups)
+    # Both sides with 2+ patients: trains.
+    groups[2] = "b"
+    probe = train_probe(x, y, name="u", label="urgent", encoder_id="e", groups=groups, n_boot=20)
+    assert probe.metrics["n_groups"] == 7

@@ -155,6 +155,22 @@ def _checked_rows(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return X, y
 
 
+class TooFewPatients(ConfigError):
+    """Positives or negatives come from fewer than 2 patients: no patient-level split."""
+
+    def __init__(self, label: str, n_pos: int, pos_pat: int, n_neg: int, neg_pat: int) -> None:
+        self.label = label
+        short = [(v, 2 - p) for v, p in ((1, pos_pat), (0, neg_pat)) if p < 2]
+        self.need = " and ".join(f"{label}={v} cases from {m} more patient(s)" for v, m in short)
+        self.reason = (
+            f"label {label!r} has {n_pos} positive case(s) from {pos_pat} patient(s) and "
+            f"{n_neg} negative from {neg_pat}; the {'positives' if pos_pat < 2 else 'negatives'}"
+            " come from fewer than 2 patients, so cross-validation by patient is impossible "
+            "(a probe would be scored on patients it saw)"
+        )
+        super().__init__(f"Probe training: {self.reason}. Add {self.need}.")
+
+
 @dataclass(frozen=True)
 class _Folds:
     """The cross-validation split: stratified k folds, grouped by patient when known."""
@@ -186,12 +202,10 @@ class _Folds:
         if len(np.unique(grp)) == y.size:
             splitter = model_selection.StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
             return cls(splitter, grp, k, grouped=False)
-        k = min(k, len(np.unique(grp[y == 1])), len(np.unique(grp[y == 0])))
+        pos_pat, neg_pat = len(np.unique(grp[y == 1])), len(np.unique(grp[y == 0]))
+        k = min(k, pos_pat, neg_pat)
         if k < 2:
-            raise ConfigError(
-                f"Label {label!r}: positives or negatives come from fewer than "
-                "2 patients; cross-validation by patient is impossible."
-            )
+            raise TooFewPatients(label, n_pos, pos_pat, n_neg, neg_pat)
         splitter = model_selection.StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         return cls(splitter, grp, k, grouped=True)
 

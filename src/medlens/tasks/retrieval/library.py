@@ -269,28 +269,71 @@ class CaseLibrary:
     def labelled_data(
         self, label: str
     ) -> tuple[np.ndarray, np.ndarray, list[str], list[str | None]]:
-        """Like labelled_embeddings, plus each case's patient group (None when unknown)."""
+        """Like labelled_embeddings, plus each case's patient group (None when unknown).
+
+        Labels are the case labels `library search` shows. Errors say what is missing:
+        cases, vectors from this encoder, or the label.
+        """
         from medlens.tasks.retrieval.cases_csv import GROUP_KEY
 
         enc_id = self.encoder_id
         ids, mat = self.db.matrix(self.name, enc_id)
+        if ids.size == 0:
+            raise ConfigError(self._no_vectors_message(enc_id))
         cases = self.db.cases_by_id(ids.tolist())
         keep, ys, names = [], [], []
         groups: list[str | None] = []
         for row, cid in enumerate(ids.tolist()):
-            v = cases[cid].labels.get(label)
-            if isinstance(v, bool):
-                v = int(v)
-            if v in (0, 1):
+            v = _binary_value(cases[cid].labels.get(label))
+            if v is not None:
                 keep.append(row)
-                ys.append(int(v))
+                ys.append(v)
                 names.append(cases[cid].case_id)
                 g = cases[cid].labels.get(GROUP_KEY)
                 groups.append(str(g) if g else None)
         if not keep:
-            known = sorted({k for c in cases.values() for k in c.labels})
+            known = sorted(self.binary_label_patients())
+            close = [k for k in known if k.casefold() == label.casefold()]
             raise ConfigError(
                 f"No case in library {self.name!r} (encoder {enc_id}) has a 0/1 {label!r} "
-                f"label. Labels present: {', '.join(known) or 'none'}."
+                f"label{f' (did you mean {close[0]!r}?)' if close else ''}. "
+                f"Labels present (0/1): {', '.join(known) or 'none'}."
             )
         return mat[keep], np.asarray(ys, np.int64), names, groups
+
+    def binary_label_patients(self) -> dict[str, tuple[int, int]]:
+        """label -> (patients with a 1, patients with a 0) among this encoder's embedded
+        cases; a case without a known patient counts as its own patient."""
+        from medlens.tasks.retrieval.cases_csv import GROUP_KEY
+
+        ids, _ = self.db.matrix(self.name, self.encoder_id)
+        seen: dict[str, tuple[set[str], set[str]]] = {}
+        for cid, case in self.db.cases_by_id(ids.tolist()).items():
+            patient = str(case.labels.get(GROUP_KEY) or f"case-{cid}")
+            for key, value in case.labels.items():
+                v = _binary_value(value)
+                if v is not None and key != GROUP_KEY:
+                    seen.setdefault(key, (set(), set()))[1 - v].add(patient)
+        return {k: (len(pos), len(neg)) for k, (pos, neg) in seen.items()}
+
+    def _no_vectors_message(self, enc_id: str) -> str:
+        n = self.size()
+        if n == 0:
+            return (
+                f"Library {self.name!r} has no cases; add labelled images with "
+                f"`medlens library add DIR --library {self.name}`."
+            )
+        stored = self.db.encoders(self.name)
+        have = ", ".join(f"{e} ({c})" for e, c in stored) or "none"
+        hint = f" Pass --encoder {stored[0][0].split('@', 1)[0]}, or embed" if stored else " Embed"
+        return (
+            f"Library {self.name!r} has {n} case(s) but no vectors from encoder {enc_id} "
+            f"(vectors present: {have}).{hint} them with `medlens library embed --encoder "
+            f"{enc_id.split('@', 1)[0]} --library {self.name}`."
+        )
+
+
+def _binary_value(value: object) -> int | None:
+    if isinstance(value, bool):
+        return int(value)
+    return value if isinstance(value, int) and value in (0, 1) else None
