@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,8 +30,9 @@ def _chromium() -> str:
     return path
 
 
-@pytest.fixture
-def page(server):
+@contextmanager
+def open_page(timeout_ms: int, *, accept_dialogs: bool = False) -> Iterator[tuple[Any, list[str]]]:
+    """A chromium page (1360 × 1000) and the console/page errors it collects."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
@@ -37,11 +41,21 @@ def page(server):
         errors: list[str] = []
         pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.set_default_timeout(120_000)
+        if accept_dialogs:
+            pg.on("dialog", lambda d: d.accept())
+        pg.set_default_timeout(timeout_ms)
+        try:
+            yield pg, errors
+        finally:
+            context.close()
+            browser.close()
+
+
+@pytest.fixture
+def page(server):
+    with open_page(120_000) as (pg, errors):
         pg.console_errors = errors  # type: ignore[attr-defined]
         yield pg
-        context.close()
-        browser.close()
 
 
 def test_upload_watch_report_followup_delete(page, server, nih_images, shared_data):

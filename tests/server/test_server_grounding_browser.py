@@ -23,7 +23,7 @@ import pytest
 from medlens.config import Settings
 from medlens.disclaimer import DISCLAIMER
 
-from .test_server_browser import ARTIFACTS, CHROMIUM_ARGS, _chromium
+from .test_server_browser import ARTIFACTS, open_page
 
 pytestmark = pytest.mark.browser
 SCRIPTED = "medlens/test-scripted"
@@ -44,18 +44,8 @@ def covid_pair(shared_data: Path) -> tuple[Path, Path, Path]:
 
 @pytest.fixture
 def browser_page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 1000})
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.set_default_timeout(60_000)
-        yield pg, errors
-        context.close()
-        browser.close()
+    with open_page(60_000) as opened:
+        yield opened
 
 
 # --- geometry ---------------------------------------------------------------------------------

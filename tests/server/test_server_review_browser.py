@@ -10,7 +10,7 @@ from medlens.config import Settings
 from medlens.disclaimer import DISCLAIMER
 
 from .review_helpers import PASSWORD, make_study, make_user
-from .test_server_browser import ARTIFACTS, CHROMIUM_ARGS, _chromium
+from .test_server_browser import ARTIFACTS, open_page
 
 pytestmark = pytest.mark.browser
 
@@ -40,19 +40,8 @@ def seeded(tmp_path, nih_images):
 
 @pytest.fixture
 def browser_page():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1360, "height": 1000})
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.on("dialog", lambda d: d.accept())
-        pg.set_default_timeout(30_000)
-        yield pg, errors
-        context.close()
-        browser.close()
+    with open_page(30_000, accept_dialogs=True) as opened:
+        yield opened
 
 
 def _worklist(page, url: str) -> list[str]:
