@@ -70,18 +70,83 @@ def finetune_medgemma(
     adapter_id: str | None = None,
 ) -> FinetuneResult:
     """Train an adapter on `data` over the registry id / path `base`; writes `output`."""
-    from medlens.models.hub import weights_hash
-    from medlens.models.loader import local_weights
-    from medlens.models.registry import load_registry
-
     opts.check()
     output = Path(output).expanduser()
     if output.exists() and any(output.iterdir()) and not resume:
         raise ConfigError(f"{output} is not empty; use --resume to continue or a new folder.")
+    record, base_path = _resolve_base(base, settings)
+    train, held = _load_split(data, opts)
+    run = _prepare(record, base_path, train, held, opts)
+    output.mkdir(parents=True, exist_ok=True)
+    trainer, seconds, in_memory, adapter_dir = _train(run, opts, output, resume)
+    # Judge the saved artefact, not the in-memory model (pitfall 7).
+    trained = _reload(base_path, adapter_dir, opts, run.device)
+    after = answer_loss(trained, run.collator, len(train))
+    eval_after = _held_loss(trained, run.collator, run.held_idx)
+    memory = peak_memory()
+    manifest = build_manifest(data.path, data.format, data.split_by, train, held)
+    (output / "data_manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2), "utf-8")
+    log = {
+        "base": record.id,
+        "options": asdict(opts),
+        "device": run.device,
+        "seconds": round(seconds, 2),
+        "steps": trainer.state.global_step,
+        "answer_loss_before": run.before,
+        "answer_loss_after": after,
+        "answer_loss_in_memory": in_memory,  # before saving; `after` is the saved adapter
+        "eval_answer_loss_before": run.eval_before,
+        "eval_answer_loss_after": eval_after,
+        "memory": memory,
+        "linear4bit_modules": _count_4bit(trained),  # > 0: the base really ran in NF4
+        "log_history": trainer.state.log_history,
+    }
+    (output / "training_log.json").write_text(json.dumps(log, indent=2), "utf-8")
+    entry = _write_registry_entry(
+        adapter_id, output, record, adapter_dir, opts, manifest, base_path, settings, trained
+    )
+    return FinetuneResult(
+        output,
+        adapter_dir,
+        run.before,
+        after,
+        in_memory,
+        run.eval_before,
+        eval_after,
+        trainer.state.global_step,
+        seconds,
+        memory,
+        entry,
+    )
+
+
+@dataclass
+class _Prepared:
+    """The loaded base, its collator over train + held-out rows, and pre-training losses."""
+
+    device: str
+    model: Any
+    processor: Any
+    collator: Collator
+    n_train: int
+    held_idx: list[int]
+    before: float
+    eval_before: float | None
+
+
+def _resolve_base(base: str, settings: Any) -> tuple[Any, Path]:
+    """The registry record of the base generator and its local weights folder."""
+    from medlens.models.loader import local_weights
+    from medlens.models.registry import load_registry
+
     record = load_registry(settings).resolve(base, kind="generator")
     if record.kind == "adapter":
         raise ConfigError("Train on a base model, not on another adapter (merge it first).")
-    base_path = local_weights(record, settings)
+    return record, local_weights(record, settings)
+
+
+def _load_split(data: DataOptions, opts: TrainOptions) -> tuple[list[Any], list[Any]]:
+    """Load the examples and split them into train / held-out groups."""
     examples = load_examples(
         data.path,
         data.format,
@@ -90,7 +155,13 @@ def finetune_medgemma(
         split_by=data.split_by,
         **({"prompt": data.prompt} if data.prompt else {}),
     )
-    train, held = split_groups(examples, data.eval_fraction, opts.seed)
+    return split_groups(examples, data.eval_fraction, opts.seed)
+
+
+def _prepare(
+    record: Any, base_path: Path, train: list[Any], held: list[Any], opts: TrainOptions
+) -> _Prepared:
+    """Seed, load the base model + processor, build the collator, measure losses before."""
     device = pick_device(opts.device)
     _seed(opts.seed)
     model, processor = load_base(base_path, opts, device)
@@ -100,38 +171,40 @@ def finetune_medgemma(
     held_idx = list(range(len(train), len(train) + len(held)))
     before = answer_loss(model, collator, len(train))
     eval_before = _held_loss(model, collator, held_idx)
-    output.mkdir(parents=True, exist_ok=True)
-    trainer = _trainer(model, processor, collator, len(train), opts, output, device)
+    return _Prepared(device, model, processor, collator, len(train), held_idx, before, eval_before)
+
+
+def _train(
+    run: _Prepared, opts: TrainOptions, output: Path, resume: bool
+) -> tuple[Any, float, float, Path]:
+    """Train, measure the in-memory loss, save adapter + processor to `output/adapter`."""
+    trainer = _trainer(
+        run.model, run.processor, run.collator, run.n_train, opts, output, run.device
+    )
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume and _has_checkpoint(output))
     seconds = time.perf_counter() - start
-    in_memory = answer_loss(trainer.model, collator, len(train))
+    in_memory = answer_loss(trainer.model, run.collator, run.n_train)
     adapter_dir = output / "adapter"
     trainer.save_model(str(adapter_dir))
-    processor.save_pretrained(str(adapter_dir))
-    # Judge the saved artefact, not the in-memory model (pitfall 7).
-    trained = _reload(base_path, adapter_dir, opts, device)
-    after = answer_loss(trained, collator, len(train))
-    eval_after = _held_loss(trained, collator, held_idx)
-    memory = peak_memory()
-    manifest = build_manifest(data.path, data.format, data.split_by, train, held)
-    (output / "data_manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2), "utf-8")
-    log = {
-        "base": record.id,
-        "options": asdict(opts),
-        "device": device,
-        "seconds": round(seconds, 2),
-        "steps": trainer.state.global_step,
-        "answer_loss_before": before,
-        "answer_loss_after": after,
-        "answer_loss_in_memory": in_memory,  # before saving; `after` is the saved adapter
-        "eval_answer_loss_before": eval_before,
-        "eval_answer_loss_after": eval_after,
-        "memory": memory,
-        "linear4bit_modules": _count_4bit(trained),  # > 0: the base really ran in NF4
-        "log_history": trainer.state.log_history,
-    }
-    (output / "training_log.json").write_text(json.dumps(log, indent=2), "utf-8")
+    run.processor.save_pretrained(str(adapter_dir))
+    return trainer, seconds, in_memory, adapter_dir
+
+
+def _write_registry_entry(
+    adapter_id: str | None,
+    output: Path,
+    record: Any,
+    adapter_dir: Path,
+    opts: TrainOptions,
+    manifest: Any,
+    base_path: Path,
+    settings: Any,
+    trained: Any,
+) -> dict[str, Any]:
+    """Write `registry_entry.json` / `.toml` for the saved adapter; returns the entry."""
+    from medlens.models.hub import weights_hash
+
     entry = adapter_entry(
         adapter_id or f"adapter/{output.name}",
         record,
@@ -142,19 +215,7 @@ def finetune_medgemma(
         trainable=_trainable(trained),
     )
     write_entry(entry, output)
-    return FinetuneResult(
-        output,
-        adapter_dir,
-        before,
-        after,
-        in_memory,
-        eval_before,
-        eval_after,
-        trainer.state.global_step,
-        seconds,
-        memory,
-        entry,
-    )
+    return entry
 
 
 def _seed(seed: int) -> None:
