@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -22,6 +23,25 @@ from medlens.cli._interpret_extras import (
     PriorDateOpt,
     PriorReportOpt,
     with_prior,
+)
+from medlens.cli._interpret_options import (
+    AskOpt,
+    BackTranslateOpt,
+    ContextOpt,
+    EhrOpt,
+    FhirOpt,
+    ImagesArg,
+    JsonOpt,
+    LanguageOpt,
+    LateralOpt,
+    MaxTokensOpt,
+    ModalityOpt,
+    NoScoresOpt,
+    OverlayOpt,
+    PriorOpt,
+    PromptOpt,
+    SimilarOpt,
+    SrOpt,
 )
 from medlens.cli.common import (
     EncoderOpt,
@@ -50,71 +70,6 @@ if TYPE_CHECKING:
 
 TEST_ENCODER = "medlens/test-medsiglip"
 MODALITIES = ("cxr", "dermatology", "pathology", "fundus", "ct")
-
-
-# The command's options, declared once here so that `interpret_cmd` reads as its logic.
-ImagesArg = Annotated[list[Path], typer.Argument(help="Current image(s): PNG, JPEG or DICOM.")]
-PriorOpt = Annotated[
-    list[Path] | None,
-    typer.Option("--prior", help="A prior image of the same patient (repeatable)."),
-]
-LateralOpt = Annotated[
-    list[Path] | None,
-    typer.Option("--lateral", help="A lateral view of the current study (repeatable)."),
-]
-PromptOpt = Annotated[
-    str | None, typer.Option(help="Your own instruction instead of the built-in report prompt.")
-]
-LanguageOpt = Annotated[
-    str | None,
-    typer.Option(help="Report language (ISO 639-1: en, es, fr, de, pt, zh, hi, ...)."),
-]
-BackTranslateOpt = Annotated[
-    bool,
-    typer.Option(
-        "--back-translate/--no-back-translate",
-        help="For non-English reports: translate back to English and cross-check it.",
-    ),
-]
-ContextOpt = Annotated[
-    str | None, typer.Option(help="Clinical indication / context (treated as untrusted data).")
-]
-EhrOpt = Annotated[
-    Path | None, typer.Option(help="FHIR R4 bundle (JSON): adds a concise patient context.")
-]
-AskOpt = Annotated[
-    list[str] | None,
-    typer.Option("--ask", help="A follow-up question after the report (repeatable)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the Interpretation JSON.")]
-FhirOpt = Annotated[
-    Path | None,
-    typer.Option("--fhir", help="Also write the FHIR R4 DiagnosticReport (JSON) to this file."),
-]
-SrOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--sr",
-        help="Also write DICOM SR objects (findings TID 1500, report TID 2000) "
-        "to this folder; the current images must be DICOM.",
-    ),
-]
-OverlayOpt = Annotated[str, typer.Option(help="With --sr: none, gsps or sc (a visual draft).")]
-NoScoresOpt = Annotated[
-    bool, typer.Option("--no-scores", help="Skip the encoder (no finding scores or cross-check).")
-]
-MaxTokensOpt = Annotated[int | None, typer.Option(help="Report length cap (tokens).")]
-ModalityOpt = Annotated[
-    str,
-    typer.Option(
-        help="cxr (default: gate, scores, cross-check, urgency), dermatology, pathology, "
-        "fundus or ct (report prompt + scores where a label set exists)."
-    ),
-]
-SimilarOpt = Annotated[
-    int,
-    typer.Option(help="Similar cases to show from the case library, when one exists (0: none)."),
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -197,26 +152,14 @@ def _run(
     sr: tuple[Path | None, str] = (None, "none"),
     extras: tuple[bool, Path | None, str | None, bool | None] = (False, None, None, None),
 ) -> None:
-    from rich.console import Console
-
-    from medlens.errors import ConfigError
     from medlens.tasks.interpret.language import normalise_language
-    from medlens.tasks.interpret.pipeline import InterpretOptions, interpret_events
+    from medlens.tasks.interpret.pipeline import interpret_events
 
-    if modality not in MODALITIES:
-        raise ConfigError(f"Unknown modality {modality!r}; use one of {', '.join(MODALITIES)}.")
-    if sr[1] not in ("none", "gsps", "sc"):
-        raise ConfigError(f"Unknown overlay {sr[1]!r}; use none, gsps or sc.")
+    _check_choices(modality, sr[1])
     settings = settings_from(max_new_tokens=max_new_tokens)
     lang = normalise_language(language or settings.language)
     encoder_id = _check_models(settings, model, encoder_id, no_scores)
-    err = Console(stderr=True, highlight=False)
-    out = Console(highlight=False, soft_wrap=True)
-
-    def status(msg: str) -> None:
-        if not json_out:
-            err.print(f"[dim]· {msg}[/dim]")
-
+    err, out, status = _consoles(json_out)
     t0 = time.perf_counter()
     read = [_read(settings, paths) for paths in (images, priors, laterals)]
     status(f"read {sum(len(r) for r in read)} image(s)")
@@ -225,17 +168,15 @@ def _run(
     status(f"models ready in {load_s:.1f}s: {gen_rec.id}" + (f", {enc_rec.id}" if enc_rec else ""))
     study = _study(read, _context(context, ehr, generator, gen_rec), modality)
     study = with_prior(study, extras[1], extras[2])
-    options = InterpretOptions.from_records(
-        gen_rec,
-        enc_rec,
-        settings,
+    options = _options(
+        (gen_rec, enc_rec, settings, study),
         language=lang,
         back_translate=back_translate,
         prompt=prompt,
         scores=not no_scores,
         similar_k=max(similar, 1),
         ground=extras[0],
-        compare=study.prior is not None if extras[3] is None else extras[3],
+        compare=extras[3],
     )
     library = _library(settings, enc, similar)
     if (gen_rec.is_test or bool(enc_rec and enc_rec.is_test)) and not json_out:
@@ -244,13 +185,56 @@ def _run(
     result = _follow(events, out, status, json_out)
     result.provenance.timings["load_models"] = round(load_s, 6)
     turns = _ask(study, result, options, generator, ask)
+    _deliver(result, turns, images, settings, (fhir_out, *sr), json_out, out, status)
+
+
+def _check_choices(modality: str, overlay: str) -> None:
+    from medlens.errors import ConfigError
+
+    if modality not in MODALITIES:
+        raise ConfigError(f"Unknown modality {modality!r}; use one of {', '.join(MODALITIES)}.")
+    if overlay not in ("none", "gsps", "sc"):
+        raise ConfigError(f"Unknown overlay {overlay!r}; use none, gsps or sc.")
+
+
+def _consoles(json_out: bool) -> tuple[Console, Console, Callable[[str], None]]:
+    """(stderr console, stdout console, status printer: silent with --json)."""
+    from rich.console import Console
+
+    err = Console(stderr=True, highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
+
+    def status(msg: str) -> None:
+        if not json_out:
+            err.print(f"[dim]· {msg}[/dim]")
+
+    return err, out, status
+
+
+def _options(records: tuple, compare: bool | None, **kwargs: Any) -> Any:  # type: ignore[type-arg]
+    """Pipeline options; --compare defaults to whether the study has a prior."""
+    from medlens.tasks.interpret.pipeline import InterpretOptions
+
+    gen_rec, enc_rec, settings, study = records
+    return InterpretOptions.from_records(
+        gen_rec,
+        enc_rec,
+        settings,
+        **kwargs,
+        compare=study.prior is not None if compare is None else compare,
+    )
+
+
+def _deliver(result, turns, images, settings, outs, json_out, out, status) -> None:  # type: ignore[no-untyped-def]
+    """Write FHIR / DICOM SR when asked, print the result; exit 3 unless it is complete."""
+    fhir_out, sr_dir, overlay = outs
     if fhir_out is not None:
         _write_fhir(fhir_out, result)
-    if sr[0] is not None:
+    if sr_dir is not None:
         from medlens.integrations.results import write_local
 
-        written = write_local(result, images, sr[0], sr_kind=settings.sr_kind, overlay=sr[1])
-        status(f"wrote {len(written)} DICOM object(s) to {sr[0]}")
+        written = write_local(result, images, sr_dir, sr_kind=settings.sr_kind, overlay=overlay)
+        status(f"wrote {len(written)} DICOM object(s) to {sr_dir}")
     if json_out:
         print_json(result.model_dump(mode="json"))
     else:
