@@ -266,6 +266,17 @@ class Settings(BaseSettings):
         return self.text_generator or self.generator
 
 
+DEMO_SUBDIR = "demo"  # demo mode's own folder under the default data dir
+
+
+def for_demo(settings: Settings) -> Settings:
+    """Demo mode keeps its studies apart: without a data dir chosen by flag, env or
+    config file, it uses `<default data dir>/demo` so the real History never shows them."""
+    if not settings.demo or "data_dir" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"data_dir": DEFAULT_DATA_DIR / DEMO_SUBDIR})
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from env + file, with CLI overrides (None values are ignored)."""
     clean = {k: v for k, v in overrides.items() if v is not None}

@@ -13,7 +13,7 @@ def test_upload_creates_study_and_queued_job(client_factory, upload, cxr_png):
         body = r.json()
         assert body["created"] is True
         assert body["context"] == {"indication": "cough", "age": "64", "sex": "female",
-                                   "language": "fr"}
+                                   "language": "fr", "demo": True}  # a demo-mode app
         assert body["job"]["status"] == "queued"
         assert body["disclaimer"] == DISCLAIMER
         assert r.headers["location"] == f"/v1/studies/{body['id']}"

@@ -68,3 +68,37 @@ def test_a_bad_image_fails_before_the_stream_starts(client_factory, tiny_test_mo
         r = client.post("/v1/chat/completions", json=body)
     assert r.status_code == 415
     assert json.loads(r.text)["error"]["type"] == "invalid_request_error"
+
+
+def _grey_photo_png() -> bytes:
+    """scikit-image's greyscale camera-man photo: greyscale, but plainly no radiograph."""
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(data.camera()).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_grey_photo_is_refused_by_the_image_gate(client_factory, tiny_test_models, cxr_png,
+                                                   stream):
+    """The same chest X-ray gate as an upload: 422 `image_refused` with the gate's reason,
+    before any generation (a stream never starts)."""
+    with client_factory() as client:
+        r = client.post("/v1/chat/completions", json=_body(_grey_photo_png(), stream=stream))
+        upload = client.post("/v1/studies",
+                             files=[("files", ("p.png", _grey_photo_png(), "image/png"))])
+        ok = client.post("/v1/chat/completions", json=_body(cxr_png))
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == "image_refused" and err["type"] == "invalid_request_error"
+    assert "does not look like a chest radiograph" in err["message"]
+    # the upload path refuses the same image with the same code and reason
+    assert upload.status_code == 422
+    assert upload.json()["error"]["code"] == "image_refused"
+    reason = err["message"].split(": ", 1)[1]
+    assert reason in upload.json()["error"]["message"]
+    assert ok.status_code == 200, ok.text  # a real chest X-ray still gets its answer

@@ -58,11 +58,25 @@ def test_spanish_report_with_back_translation(cxr_pngs: list[Path]) -> None:
 
 
 def test_spanish_without_back_translation_is_not_cross_checked(cxr_pngs: list[Path]) -> None:
-    opts = InterpretOptions(generator_preprocess=PreprocessSpec(64), language="es")
+    opts = InterpretOptions(generator_preprocess=PreprocessSpec(64), language="es",
+                            back_translate=False)
     gen = MockGenerator([SPANISH])
     r = interpret(Study.from_ingested([ingest(cxr_pngs[0])]), opts, generator=gen)
     assert len(gen.calls) == 1 and r.language_check is None
     assert not r.cross_check.checked and "es" in r.cross_check.note
+    # urgency still reads the Spanish report (keyword rules): "Gran derrame pleural"
+    assert r.urgency.level == "urgent" and [x.rule_id for x in r.urgency.reasons] == ["U03"]
+
+
+def test_back_translation_is_on_by_default_as_in_the_cli() -> None:
+    """One language behaviour everywhere: the options' default is the CLI's default, so a
+    server job (jobs.handlers builds InterpretOptions without naming it) checks too."""
+    import inspect
+
+    from medlens.cli.interpret import interpret_cmd
+
+    cli_default = inspect.signature(interpret_cmd).parameters["back_translate"].default
+    assert InterpretOptions().back_translate is True and cli_default is True
 
 
 def test_headings_in_spanish_are_parsed() -> None:

@@ -1,5 +1,10 @@
 """`medlens classify IMAGE... --labels cxr|FILE`: zero-shot probabilities from the encoder.
 
+With the chest X-ray label set (`cxr`, the default) each image first passes the same chest
+X-ray gate as an upload or `interpret` (DICOM tags, pixel statistics, then MedSigLIP's
+zero-shot check with real weights): a photo gets a one-line refusal and exit code 1, never
+chest X-ray scores. Other label sets (dermatology, fundus...) are not chest X-rays: no gate.
+
 `medlens classify-eval SRC --labels cxr`: AUC per label of zero-shot scores against a
 labelled CSV / folder (NIH labels.csv, COVID metadata.csv, generic CSV).
 """
@@ -56,8 +61,13 @@ def classify_cmd(
 
     label_set = load_label_set(labels)
     ingested = [ingest(p) for p in images]  # fail on a bad file before loading the model
+    gated = label_set.name == "cxr"
+    pixel = _gate(images, ingested, None) if gated else []  # before loading the model too
     encoder, record = default_session().encoder_for(settings_from(), encoder_id)
-    probs = zero_shot(encoder, image_parts(ingested, record.preprocess), label_set)
+    parts = image_parts(ingested, record.preprocess)
+    if gated:
+        _gate(images, ingested, (encoder, parts, pixel))
+    probs = zero_shot(encoder, parts, label_set)
     if as_json:
         print_json(
             {
@@ -76,6 +86,31 @@ def classify_cmd(
     for path, pr in zip(images, probs, strict=True):
         _echo_probabilities(path, pr, label_set, encoder.info.model_id)
     typer.echo(_banner(encoder))
+
+
+def _gate(images: list[Path], ingested: list[Any], model: tuple[Any, Any, Any] | None) -> list:
+    """The chest X-ray gate on every image: the model-free half (`model` None), or the
+    encoder half with (encoder, its image parts, the model-free decisions). Any refusal:
+    one line per refused image, exit code 1."""
+    from medlens.cli.common import fail
+    from medlens.imaging.gate import gate_chest_xray
+    from medlens.tasks.interpret.gate import gate_chest_xray as full_gate
+
+    if model is None:
+        decisions = [gate_chest_xray(img) for img in ingested]
+    else:
+        encoder, parts, pixel = model
+        decisions = [
+            full_gate(img, encoder, part=part, pixel=dec)
+            for img, part, dec in zip(ingested, parts, pixel, strict=True)
+        ]
+    refused = [(p, d) for p, d in zip(images, decisions, strict=True) if not d.accepted]
+    lines = [f"{p.name}: image refused for chest X-ray scores: {d.reason}." for p, d in refused]
+    for line in lines[:-1]:
+        typer.echo(f"error: {line}", err=True)
+    if lines:
+        fail(lines[-1], 1)
+    return decisions
 
 
 def _echo_probabilities(path: Path, probs: dict[str, float], label_set: Any, encoder: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from medlens.cli.common import settings_from
-from medlens.config import Settings
+from medlens.config import Settings, for_demo
 
 
 def _help(name: str) -> str:
@@ -23,7 +23,8 @@ def serve(
         typer.Option(
             "--demo/--no-demo",
             help="Run the built-in test models under a DEMO banner "
-            "(output is meaningless). Same as MEDLENS_DEMO=1.",
+            "(output is meaningless). Same as MEDLENS_DEMO=1. Without --data-dir "
+            "or MEDLENS_DATA_DIR its studies live in ~/.medlens/demo.",
         ),
     ] = None,
     data_dir: Annotated[
@@ -38,7 +39,9 @@ def serve(
     from medlens.server.app import create_app
     from medlens.server.security import check_bind, is_loopback
 
-    settings = settings_from(host=host, port=port, demo=demo, data_dir=data_dir, workers=workers)
+    settings = for_demo(
+        settings_from(host=host, port=port, demo=demo, data_dir=data_dir, workers=workers)
+    )
     check_bind(
         settings.host,
         settings,
@@ -48,7 +51,12 @@ def serve(
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     typer.echo(
         f"MedLens serving on http://{shown}:{settings.port}  (data: {settings.data_path})"
-        + ("  DEMO MODE: test models, output is meaningless" if settings.demo else "")
+        + (
+            "  DEMO MODE: test models, output is meaningless; demo studies stay out of "
+            "the real History"
+            if settings.demo
+            else ""
+        )
     )
     uvicorn.run(
         app,

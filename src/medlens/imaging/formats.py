@@ -70,16 +70,21 @@ def looks_like_raw_dicom(data: bytes) -> bool:
     """
     if len(data) < 16:
         return False
-    group = int.from_bytes(data[0:2], "little")
-    if group not in (0x0002, 0x0008):
+    # Explicit VR Big Endian (retired, but still in archives) stores the group big-endian.
+    order = next((o for o in ("little", "big") if _first_group(data, o)), None)
+    if order is None:
         return False
     vr = data[4:6]
     explicit = vr.isalpha() and vr.isupper()
     if not explicit:
-        length = int.from_bytes(data[4:8], "little")
+        length = int.from_bytes(data[4:8], order)
         if length > len(data):
             return False
     return _parses_as_dicom(data)
+
+
+def _first_group(data: bytes, order: Literal["little", "big"]) -> bool:
+    return int.from_bytes(data[0:2], order) in (0x0002, 0x0008)
 
 
 def _parses_as_dicom(data: bytes) -> bool:

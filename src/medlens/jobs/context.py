@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from medlens.jobs import estimates
 from medlens.jobs.events import EventBus
 from medlens.store.base import Job
 
@@ -45,6 +46,7 @@ class JobContext:
         self.cancel_reason: str | None = None
         self.interpretation: Interpretation | None = None
         self.messages: list[tuple[str, str]] = []
+        self.timer = estimates.StageTimer()  # stage durations, for later jobs' estimates
 
     @property
     def cancelled(self) -> bool:
@@ -65,7 +67,12 @@ class JobContext:
         )
         if not ok:
             self.cancel("lease lost or job deleted")
-        self.emit("progress", {"progress": max(0.0, min(1.0, float(progress))), "stage": stage})
+        self.timer.mark(stage)
+        data_path = getattr(self.settings, "data_path", None)
+        if progress >= 1.0 and ok and data_path is not None:  # finished: its timings count
+            estimates.record(data_path, self.timer.finish())
+        data = {"progress": max(0.0, min(1.0, float(progress))), "stage": stage}
+        self.emit("progress", {**data, **estimates.progress_fields(self.settings, stage)})
 
     progress = report_progress
 

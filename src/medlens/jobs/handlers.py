@@ -60,7 +60,8 @@ def _study_for_task(job: Job, ctx: Any) -> Any:
 
     from medlens.imaging.gate import GateDecision
     from medlens.jobs.intake import task_image
-    from medlens.tasks.interpret.study import Study, StudyContext
+    from medlens.jobs.prior import declared_at, declared_views
+    from medlens.tasks.interpret.study import Study, StudyContext, declared_view
 
     study = ctx.store.get_study(job.study_id)
     if study is None:
@@ -69,11 +70,16 @@ def _study_for_task(job: Job, ctx: Any) -> Any:
     c = study.context
     context = StudyContext(indication=c.get("indication"), age=c.get("age"), sex=c.get("sex"))
     task_study = Study.from_ingested(ingested, context=context, study_id=study.id)
+    views = declared_views(c)  # the uploader's frontal/lateral, else ViewPosition's guess
     # Intake's model-free gate decision, so the gate stage runs only its encoder half.
     gated = [
-        replace(item, pixel_gate=GateDecision.from_dict(img.metadata["pixel_gate"]))
-        if isinstance(img.metadata.get("pixel_gate"), dict)
-        else item
+        replace(
+            item,
+            view=declared_view(declared_at(views, img.position), item.ingested),
+            pixel_gate=GateDecision.from_dict(img.metadata["pixel_gate"])
+            if isinstance(img.metadata.get("pixel_gate"), dict)
+            else item.pixel_gate,
+        )
         for item, img in zip(task_study.images, study.images, strict=True)
     ]
     return replace(task_study, images=tuple(gated))

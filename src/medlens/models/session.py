@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from medlens.config import Settings
 
 # Demo mode (`medlens serve --demo`) runs these unless a test model is configured.
-DEMO_GENERATOR = "medlens/test-medgemma-realtext"
+DEMO_GENERATOR = "medlens/demo"  # scripted: instant, every answer labelled DEMO OUTPUT
 DEMO_ENCODER = "medlens/test-medsiglip"
 
 
@@ -55,7 +55,7 @@ def configured_id(settings: Settings, kind: ModelKind, *, text: bool = False) ->
     """The model these settings name for `kind` (text: the text-only generator).
 
     Demo mode keeps an explicitly chosen test model (tests pick the tiniest one) and
-    otherwise uses the English-speaking test generator and the test encoder.
+    otherwise uses the demo generator (instant, labelled answers) and the test encoder.
     """
     if kind == "encoder":
         model, demo = settings.encoder, DEMO_ENCODER

@@ -18,6 +18,12 @@ class ImageOut(BaseModel):
     sha256: str
     url: str = Field(description="De-identified image rendered to PNG.")
     metadata: dict[str, Any] = Field(default_factory=dict)
+    view: Literal["frontal", "lateral", "unknown"] = Field(
+        "unknown", description="Declared at upload (`view`), else from DICOM ViewPosition."
+    )
+    timepoint: Literal["current", "prior"] = "current"
+    date: str | None = Field(None, description="The study date (a prior's: `prior_date`).")
+    study_id: str | None = Field(None, description="The study holding the image.")
 
 
 class JobOut(BaseModel):
@@ -29,6 +35,8 @@ class JobOut(BaseModel):
     study_id: str | None = None
     error: str | None = None
     events_url: str
+    eta_s: float | None = None  # a running stage's median duration on this machine
+    estimate: str | None = None  # that in words, e.g. "about 40 s, from 3 earlier runs…"
 
 
 class StudyOut(BaseModel):
@@ -36,6 +44,10 @@ class StudyOut(BaseModel):
     created_at: str
     context: dict[str, Any]
     images: list[ImageOut]
+    prior_images: list[ImageOut] = Field(
+        default_factory=list,
+        description="The images of the prior study (`prior_study_id`), timepoint 'prior'.",
+    )
     job: JobOut | None = None
     interpretation_url: str
     has_interpretation: bool = False

@@ -15,6 +15,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from medlens.jobs import estimates
 from medlens.server.state import ServerState
 from medlens.store.base import Job
 
@@ -34,8 +35,9 @@ def format_event(event: str, data: Any, event_id: int | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
-def job_view(job: Job) -> dict[str, Any]:
+def job_view(job: Job, settings: Any = None) -> dict[str, Any]:
     return {
+        **estimates.progress_fields(settings, job.stage, job.status),
         "id": job.id,
         "status": job.status,
         "progress": round(job.progress, 4),
@@ -76,7 +78,7 @@ async def _bus_events(state: ServerState, job_id: str) -> AsyncIterator[tuple[st
             if ev.event in _FINAL or ev.event == "progress":
                 job = await run_in_threadpool(state.store.get_job, job_id)
                 if job is not None:
-                    data = {**job_view(job), **data}
+                    data = {**job_view(job, state.settings), **data}
             yield ev.event, data
             if ev.event in _FINAL:
                 return
@@ -96,7 +98,7 @@ async def _poll_events(state: ServerState, job_id: str) -> AsyncIterator[tuple[s
         if current != last:
             last = current
             idle = 0.0
-            yield "progress", job_view(job)
+            yield "progress", job_view(job, state.settings)
         if job.status in _FINAL:
             yield job.status, {**job_view(job), "result": job.result}
             return

@@ -148,6 +148,8 @@ class LlamaCppGenerator(StreamingGenerator):
         }
         if config.seed is not None:
             sampling["seed"] = config.seed
+        if config.min_new_tokens > 0:
+            sampling["logits_processor"] = self._min_tokens(config.min_new_tokens)
         with self._lock:
             t0 = time.perf_counter()
             self._llama_cpp.llama_perf_context_reset(self.llm._ctx.ctx)
@@ -176,6 +178,24 @@ class LlamaCppGenerator(StreamingGenerator):
             except (ValueError, RuntimeError) as exc:
                 raise GenerationError(f"llama.cpp failed: {exc}") from exc
             self._fill_stats(stats, time.perf_counter() - t0)
+
+    def _min_tokens(self, n: int) -> Any:
+        """A logits processor that bans end-of-sequence and end-of-turn for the first `n`
+        outputs (llama-cpp-python has no min_tokens; the transformers backend honours it)."""
+        import numpy as np
+
+        banned = {int(self.llm.token_eos())}
+        banned.update(self.llm.tokenize(END_OF_TURN.encode(), add_bos=False, special=True)[:1])
+        prompt_len: list[int] = []
+
+        def ban_until_n(input_ids: Any, scores: Any) -> Any:
+            if not prompt_len:  # the first call sees the prompt only
+                prompt_len.append(len(input_ids))
+            if len(input_ids) - prompt_len[0] < n:
+                scores[list(banned)] = -np.inf
+            return scores
+
+        return self._llama_cpp.LogitsProcessorList([ban_until_n])
 
     def _prompt(self, messages: Sequence[ChatMessage]) -> str:
         turns = _template_messages(messages)

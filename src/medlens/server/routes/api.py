@@ -22,7 +22,7 @@ from medlens.server.schemas import (
     StudyOut,
 )
 from medlens.server.security import Actor
-from medlens.server.services import access, render, review, studies
+from medlens.server.services import access, image_roles, render, review, studies
 from medlens.server.services.prior_fields import FIELD_LIMITS as PRIOR_FIELDS
 from medlens.server.services.prior_fields import clean_prior_fields
 from medlens.server.sse import job_events
@@ -60,6 +60,12 @@ _UPLOAD_BODY = {
                             "description": "Share with this group of yours (default: your "
                             "first group)",
                         },
+                        "view": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(image_roles.VIEW_CHOICES)},
+                            "description": "Each file's view, one per file in file order "
+                            "(default auto: DICOM ViewPosition, else not stated).",
+                        },
                     },
                 }
             }
@@ -81,7 +87,7 @@ async def _read_form(request: Request, max_bytes: int) -> FormData:
         request.headers,
         request.stream(),
         max_files=studies.MAX_FILES,
-        max_fields=12,
+        max_fields=12 + studies.MAX_FILES,  # one `view` per file besides the context
         max_part_size=MAX_FIELD_BYTES,
     )
     parser.spool_max_size = max_bytes + 1
@@ -118,9 +124,12 @@ async def create_study(
     form = await _read_form(request, state.settings.max_upload_mb * 1024 * 1024)
     try:
         files: list[tuple[str | None, bytes]] = []
+        views: list[Any] = []
         for key, value in form.multi_items():
             if key == "files" and not isinstance(value, str):
                 files.append((value.filename, await value.read()))
+            elif key == image_roles.FIELD:
+                views.append(value)
             elif key not in ("files", "group", *studies._CONTEXT_LIMITS, *PRIOR_FIELDS):
                 raise studies.BadRequest(f"Unknown form field {key!r}.")
         raw_context = {
@@ -133,6 +142,7 @@ async def create_study(
         await form.close()
     try:
         context = studies.clean_context(raw_context, state.settings.language)
+        context |= image_roles.clean_views(views, len(files))
         context |= await run_in_threadpool(
             clean_prior_fields, state, raw_prior, actor, studies.BadRequest
         )
@@ -165,7 +175,7 @@ async def create_study(
         study_id=study.id,
         detail={"created": created, "files": len(files)},
     )
-    out = await run_in_threadpool(studies.study_out, state, study)
+    out = await run_in_threadpool(studies.study_out, state, study, actor=actor)
     body = StudyCreated(**out.model_dump(), created=created).model_dump(mode="json")
     return JSONResponse(
         body, status_code=201 if created else 200, headers={"Location": f"/v1/studies/{study.id}"}
@@ -191,7 +201,7 @@ async def get_study(study_id: str, actor: ActorDep, state: StateDep) -> StudyOut
     def work() -> StudyOut:
         study = studies.get_study(state, study_id, actor)
         audit(state, actor, "view", study_id=study.id)
-        return studies.study_out(state, study)
+        return studies.study_out(state, study, actor=actor)
 
     return await run_in_threadpool(work)
 
@@ -356,7 +366,7 @@ async def post_message(
 @router.get("/jobs/{job_id}", response_model=JobOut, tags=["jobs"])
 async def get_job(job_id: str, actor: ActorDep, state: StateDep) -> JobOut:
     job = await run_in_threadpool(access.visible_job, state, job_id, actor)
-    return studies.job_out(job)
+    return studies.job_out(job, state.settings)
 
 
 @router.get(

@@ -5,9 +5,13 @@
 - clinicians and radiologists: the studies shared with one of their groups.
 A study the caller may not see answers 404, exactly like one that does not exist, so a
 probe cannot learn which ids exist. Listings filter in SQL (`list_visible_studies`).
+Studies made by a demo-mode server (context `"demo": true`) exist for no one but a
+demo-mode server, even when both share one data folder (issue 23).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from medlens.errors import MedLensError, NotFound
 from medlens.server.security import Actor
@@ -26,6 +30,16 @@ def sees_all(actor: Actor) -> bool:
     return actor.user_id is None or actor.role == "admin"
 
 
+def mark_demo(state: ServerState, context: dict[str, Any]) -> dict[str, Any]:
+    """The upload's context, marked as a demo study when this server runs in demo mode."""
+    return {**context, "demo": True} if state.settings.demo else context
+
+
+def shown_here(state: ServerState, study: Study) -> bool:
+    """Demo studies are test-model output: a real-mode server never shows them."""
+    return state.settings.demo or study.context.get("demo") is not True
+
+
 def can_see(actor: Actor, study: Study) -> bool:
     if sees_all(actor) or study.owner_id == actor.user_id:
         return True
@@ -39,7 +53,7 @@ def not_found(study_id: str) -> NotFound:
 def visible_study(state: ServerState, study_id: str, actor: Actor) -> Study:
     """The study, or NotFound when it does not exist or `actor` may not see it."""
     study = state.store.get_study(study_id)
-    if study is None or not can_see(actor, study):
+    if study is None or not can_see(actor, study) or not shown_here(state, study):
         raise not_found(study_id)
     return study
 
@@ -49,7 +63,7 @@ def visible_job(state: ServerState, job_id: str, actor: Actor) -> Job:
     job = state.store.get_job(job_id)
     if job is not None and job.study_id is not None:
         study = state.store.get_study(job.study_id)
-        if study is not None and can_see(actor, study):
+        if study is not None and can_see(actor, study) and shown_here(state, study):
             return job
     elif job is not None and sees_all(actor):
         return job
@@ -57,6 +71,21 @@ def visible_job(state: ServerState, job_id: str, actor: Actor) -> Job:
 
 
 def list_visible(state: ServerState, actor: Actor, *, limit: int, offset: int = 0) -> list[Study]:
+    if state.settings.demo:
+        return _list_allowed(state, actor, limit=limit, offset=offset)
+    # Skip demo studies page by page so `limit` and `offset` count only the shown ones.
+    shown: list[Study] = []
+    raw = 0
+    while len(shown) < offset + limit:
+        page = _list_allowed(state, actor, limit=limit + offset, offset=raw)
+        shown += [s for s in page if shown_here(state, s)]
+        raw += len(page)
+        if len(page) < limit + offset:
+            break
+    return shown[offset : offset + limit]
+
+
+def _list_allowed(state: ServerState, actor: Actor, *, limit: int, offset: int) -> list[Study]:
     if sees_all(actor):
         return list(state.store.list_studies(limit=limit, offset=offset))
     assert actor.user_id is not None

@@ -2,8 +2,9 @@
 
 Images arrive as `image_url` parts holding data: URLs only (the server never fetches a
 remote URL: it is offline by design and that would be an SSRF hole). Each image is
-ingested (decoded, validated) and preprocessed to the model's spec, like an upload,
-but nothing is stored.
+ingested (decoded, validated), checked by the same chest X-ray gate as an upload
+(`imaging.gate.require_chest_xray`: a refusal is the same 422 `image_refused`) and
+preprocessed to the model's spec, like an upload, but nothing is stored.
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ def _decode_data_url(url: str) -> bytes:
 
 
 def _image_part(data: bytes, generator: Any, settings: Settings) -> Any:
+    from medlens.imaging.gate import require_chest_xray
     from medlens.imaging.ingest import ingest
     from medlens.imaging.preprocess import preprocess
     from medlens.models.protocols import ImagePart
     from medlens.models.registry import load_registry
 
-    ingested = ingest(data, name="image_url")
+    ingested = ingest(data, name="image_url", max_pixels=settings.max_image_pixels)
+    require_chest_xray(ingested)  # the generator is a chest X-ray reader: no answer on a photo
     image = ingested.image
     registry = load_registry(settings)
     model_id = generator.info.model_id

@@ -7,10 +7,10 @@ from dataclasses import replace
 from typing import Any
 
 from medlens.errors import InvalidImage, MedLensError, NotFound
-from medlens.jobs import intake
+from medlens.jobs import estimates, intake
 from medlens.server.schemas import ImageOut, JobOut, MessageOut, StudyOut
 from medlens.server.security import Actor
-from medlens.server.services import access
+from medlens.server.services import access, image_roles
 from medlens.server.state import ServerState
 from medlens.shapes import from_attributes
 from medlens.store.base import Job, Message, Study
@@ -90,6 +90,7 @@ def upload(
     # Checked before anything is written, so a refused upload leaves no study without a job.
     check_queue(state)
     owner, owner_id, group = access.upload_owner(actor, group)
+    context = access.mark_demo(state, context)  # demo studies stay out of real views
     sub = intake.submit_study(
         state.store, prepared, context, idempotency_key=idempotency_key, owner=owner
     )
@@ -112,22 +113,46 @@ def get_study(state: ServerState, study_id: str, actor: Actor) -> Study:
     return access.visible_study(state, study_id, actor)
 
 
-def job_out(job: Job) -> JobOut:
-    return from_attributes(JobOut, job, events_url=f"/v1/jobs/{job.id}/events")
+def job_out(job: Job, settings: Any = None) -> JobOut:
+    """The job as the API shows it; with `settings`, a running stage's time estimate."""
+    eta = estimates.progress_fields(settings, job.stage, job.status)
+    return from_attributes(JobOut, job, events_url=f"/v1/jobs/{job.id}/events", **eta)
 
 
-def study_out(state: ServerState, study: Study, *, with_job: bool = True) -> StudyOut:
-    job = latest_job(state, study.id) if with_job else None
-    images = [
-        from_attributes(ImageOut, img, url=f"/v1/studies/{study.id}/images/{img.position}.png")
-        for img in study.images
+def _images_out(study: Study, timepoint: str, date: str | None) -> list[ImageOut]:
+    by_position = {img.position: img for img in study.images}
+    return [
+        from_attributes(
+            ImageOut,
+            by_position[role.position],
+            url=f"/v1/studies/{study.id}/images/{role.position}.png",
+            view=role.view,
+            timepoint=role.timepoint,
+            date=role.date,
+            study_id=study.id,
+        )
+        for role in image_roles.study_roles(study, timepoint, date)
     ]
+
+
+def study_out(
+    state: ServerState, study: Study, *, with_job: bool = True, actor: Actor | None = None
+) -> StudyOut:
+    """The study as the API shows it; with `actor`, also its prior's images (if visible)."""
+    job = latest_job(state, study.id) if with_job else None
+    images = _images_out(study, "current", image_roles.current_date(study))
+    prior_images: list[ImageOut] = []
+    if actor is not None:
+        prior, prior_date = image_roles.prior_study(state, study, actor)
+        if prior is not None:
+            prior_images = _images_out(prior, "prior", prior_date)
     return StudyOut(
         id=study.id,
         created_at=study.created_at,
         context=study.context,
         images=images,
-        job=job_out(job) if job else None,
+        prior_images=prior_images,
+        job=job_out(job, state.settings) if job else None,
         interpretation_url=f"/v1/studies/{study.id}/interpretation",
         has_interpretation=state.store.get_interpretation(study.id) is not None,
     )

@@ -13,8 +13,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from medlens.jobs.prior import declared_views
 from medlens.server.security import Actor
 from medlens.server.services import access
+from medlens.server.services.image_notes import ImageNote, image_notes
+from medlens.server.services.image_roles import ImageRole, stored_view
 from medlens.server.state import ServerState
 from medlens.store.base import Study
 from medlens.tasks.interpret.result import Interpretation, Region
@@ -62,6 +65,8 @@ class Frame:
     date: str | None = None
     study_id: str | None = None
     boxes: list[Box] = field(default_factory=list)
+    role: ImageRole | None = None  # "Current · frontal", "Prior · lateral · 2026-11-01"
+    notes: list[ImageNote] = field(default_factory=list)  # de-identification, decoding
 
     @property
     def font(self) -> float:
@@ -122,9 +127,12 @@ def _box(index: int, region: Region, colour: int, frame: Frame) -> Box:
     )
 
 
-def _frame(study_id: str, image: Any, timepoint: str, date: str | None) -> Frame:
+def _frame(
+    study_id: str, image: Any, timepoint: str, date: str | None, views: list[str] | None = None
+) -> Frame:
     meta = image.metadata or {}
     base = f"/v1/studies/{study_id}/images/{image.position}"
+    view, declared = stored_view(image, views or [])
     return Frame(
         position=image.position,
         url=f"{base}.png",
@@ -135,6 +143,8 @@ def _frame(study_id: str, image: Any, timepoint: str, date: str | None) -> Frame
         timepoint=timepoint,
         date=date,
         study_id=study_id,
+        role=ImageRole(study_id, image.position, view, timepoint, date, declared),
+        notes=image_notes(meta),
     )
 
 
@@ -195,8 +205,11 @@ def _prior_frames(
     ctx = study.context or {}
     comparison = interp.comparison if interp is not None else None
     date = (comparison.prior.date if comparison else None) or ctx.get("prior_date")
+    views = declared_views(study.context)
     frames = [
-        _frame(study.id, img, "prior", date) for img in study.images if _timepoint(img) == "prior"
+        _frame(study.id, img, "prior", date, views)
+        for img in study.images
+        if _timepoint(img) == "prior"
     ]
     source = (comparison.prior.source_study_id if comparison else None) or ctx.get("prior_study_id")
     if not frames and isinstance(source, str) and source != study.id:
@@ -205,8 +218,9 @@ def _prior_frames(
         except Exception:  # deleted or no longer shared: the page says so, nothing leaks
             return [], date
         date = date or prior.context.get("study_date") or prior.created_at[:10]
+        views = declared_views(prior.context)
         frames = [
-            _frame(prior.id, img, "prior", date)
+            _frame(prior.id, img, "prior", date, views)
             for img in prior.images
             if _timepoint(img) == "current"
         ]
@@ -232,8 +246,9 @@ def build(
 ) -> StudyView:
     """The overlay, pair and findings-table model of one study page."""
     current_date = (study.context or {}).get("study_date") or study.created_at[:10]
+    views = declared_views(study.context)
     frames = [
-        _frame(study.id, img, "current", current_date)
+        _frame(study.id, img, "current", current_date, views)
         for img in study.images
         if _timepoint(img) == "current"
     ]

@@ -57,12 +57,24 @@
     return Date.now().toString(36) + Math.random().toString(36).slice(2);
   }
 
+  // A file's view selector (also used by upload_options.js for prior images).
+  window.MedLensViewSelect = (value, label) => {
+    const sel = document.createElement("select");
+    sel.className = "view-select"; sel.setAttribute("aria-label", label); sel.dataset.testid = "file-view";
+    [["auto", "view: auto"], ["frontal", "frontal"], ["lateral", "lateral"]].forEach(([v, text]) => {
+      const o = document.createElement("option"); o.value = v; o.textContent = text; sel.append(o);
+    });
+    sel.value = value || "auto";
+    return sel;
+  };
+
   // ---- upload ---------------------------------------------------------------------
   const form = $("#upload-form");
   if (form) {
     const input = $("#file-input"), zone = $("#dropzone"), list = $("#file-list");
     const submit = $("#submit-btn"), errorBox = $("#upload-error");
     let files = [];
+    let views = []; // one per file: "auto" | "frontal" | "lateral" (the API's `view` field)
     let idemKey = uuid();
     const render = () => {
       list.textContent = "";
@@ -70,15 +82,21 @@
         const li = document.createElement("li");
         const name = document.createElement("span");
         name.textContent = f.name + " · " + (f.size / 1024).toFixed(0) + " KB";
+        const view = window.MedLensViewSelect(views[i], "View of " + f.name);
+        view.addEventListener("change", () => { views[i] = view.value; idemKey = uuid(); });
         const rm = document.createElement("button");
         rm.type = "button"; rm.className = "link"; rm.textContent = "remove";
-        rm.addEventListener("click", () => { files.splice(i, 1); idemKey = uuid(); render(); });
-        li.append(name, rm);
+        rm.addEventListener("click", () => { files.splice(i, 1); views.splice(i, 1); idemKey = uuid(); render(); });
+        li.append(name, view, rm);
         list.append(li);
       });
       submit.disabled = files.length === 0;
     };
-    const add = (fileList) => { files = files.concat(Array.from(fileList)); idemKey = uuid(); errorBox.hidden = true; render(); };
+    const add = (fileList) => {
+      const added = Array.from(fileList);
+      files = files.concat(added); views = views.concat(added.map(() => "auto"));
+      idemKey = uuid(); errorBox.hidden = true; render();
+    };
     zone.addEventListener("click", () => input.click());
     zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
     input.addEventListener("change", () => { add(input.files); input.value = ""; });
@@ -89,7 +107,7 @@
       e.preventDefault();
       if (!files.length) return;
       const data = new FormData();
-      files.forEach((f) => data.append("files", f, f.name));
+      files.forEach((f, i) => { data.append("files", f, f.name); data.append("view", views[i] || "auto"); });
       ["indication", "age", "sex", "language"].forEach((k) => { const v = form.elements[k].value.trim(); if (v) data.append(k, v); });
       submit.disabled = true; submit.textContent = "Uploading…"; errorBox.hidden = true;
       try {
@@ -135,7 +153,8 @@
       progress.querySelector("[role=progressbar]").setAttribute("aria-valuenow", String(pct));
     };
     follow(progress.dataset.jobId, {
-      progress: (d) => { setProgress(d.progress); if (d.stage) stage.textContent = d.stage; },
+      // d.estimate: this stage's median time on this machine (none without earlier runs)
+      progress: (d) => { setProgress(d.progress); if (d.stage) stage.textContent = d.stage + (d.estimate ? " — " + d.estimate : ""); },
       token: (t) => { stream.textContent += t; stream.scrollTop = stream.scrollHeight; },
       done: () => { setProgress(1); stage.textContent = "Done. Loading the result…"; window.location.reload(); },
       failed: (d) => { stage.textContent = "Failed: " + (d.error || "unknown error"); progress.classList.add("failed"); },

@@ -13,6 +13,7 @@
   const select = box.querySelector("select[name=prior_study]");
   const priorInput = document.getElementById("prior-input"), priorList = document.getElementById("prior-list");
   let priorFiles = [];
+  let priorViews = []; // one per prior file, as for the current images (app.js)
 
   const mode = () => (box.querySelector("input[name=prior_mode]:checked") || {}).value || "none";
   const showPanes = () => {
@@ -48,16 +49,20 @@
       const li = document.createElement("li");
       const name = document.createElement("span");
       name.textContent = "prior: " + f.name + " · " + (f.size / 1024).toFixed(0) + " KB";
+      const view = window.MedLensViewSelect(priorViews[i], "View of prior " + f.name);
+      view.addEventListener("change", () => { priorViews[i] = view.value; });
       const rm = document.createElement("button");
       rm.type = "button"; rm.className = "link"; rm.textContent = "remove";
       rm.setAttribute("aria-label", "Remove prior " + f.name);
-      rm.addEventListener("click", () => { priorFiles.splice(i, 1); renderPriors(); });
-      li.append(name, rm);
+      rm.addEventListener("click", () => { priorFiles.splice(i, 1); priorViews.splice(i, 1); renderPriors(); });
+      li.append(name, view, rm);
       priorList.append(li);
     });
   };
   if (priorInput) priorInput.addEventListener("change", () => {
-    priorFiles = priorFiles.concat(Array.from(priorInput.files)); priorInput.value = ""; renderPriors();
+    const added = Array.from(priorInput.files);
+    priorFiles = priorFiles.concat(added); priorViews = priorViews.concat(added.map(() => "auto"));
+    priorInput.value = ""; renderPriors();
   });
 
   const incomplete = (msg) => Object.assign(new Error(msg), { code: "incomplete_options" });
@@ -76,7 +81,7 @@
       } else {
         if (!priorFiles.length) throw incomplete("Add the prior image(s), or choose \u201cNo comparison\u201d.");
         const prior = new FormData();
-        priorFiles.forEach((f) => prior.append("files", f, f.name));
+        priorFiles.forEach((f, i) => { prior.append("files", f, f.name); prior.append("view", priorViews[i] || "auto"); });
         const lang = form.elements.language && form.elements.language.value;
         if (lang) prior.append("language", lang);
         priorId = (await api("POST", "/v1/studies", prior)).id;

@@ -40,7 +40,9 @@ class InterpretOptions:
     encoder_preprocess: PreprocessSpec | None = None
     thinking: bool = False
     language: str = "en"
-    back_translate: bool = False
+    # On by default, as in `medlens interpret`: server jobs and follow-ups check a
+    # non-English report the same way (one language behaviour everywhere).
+    back_translate: bool = True
     prompt: str | None = None  # a user-typed instruction replacing the template's
     prompt_name: str | None = None  # force a prompt file (default: chosen from the study)
     max_new_tokens: int = 300

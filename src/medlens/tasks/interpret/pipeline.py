@@ -237,8 +237,9 @@ def _report(
         if run.chest:
             embedding = scores.primary_embedding
             urgency = study_urgency(
-                opts.urgent_probe, embedding, mentions, english, primary, run.warnings
-            )
+                opts.urgent_probe, embedding, mentions, english, primary, run.warnings,
+                report=(run.language, text),
+            )  # fmt: skip
             urgency = apply_comparison(urgency, comparison, mentions)
     return _Report(
         template, context_used, stats, sections, check, urgency, language_check, mentions

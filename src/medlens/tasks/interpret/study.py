@@ -116,7 +116,21 @@ class Study:
 
 def guess_view(img: IngestedImage) -> View:
     """Frontal/lateral from DICOM ViewPosition; PNG/JPEG carry no view, so "unknown"."""
-    pos = (img.metadata.view_position or "").strip().upper()
+    return view_of_position(img.metadata.view_position)
+
+
+def declared_view(declared: object, img: IngestedImage) -> View:
+    """The view the uploader declared ("frontal"/"lateral"), else the guessed one."""
+    if declared == "frontal":
+        return "frontal"
+    if declared == "lateral":
+        return "lateral"
+    return guess_view(img)
+
+
+def view_of_position(view_position: str | None) -> View:
+    """Frontal/lateral from a DICOM ViewPosition value ("unknown" when absent or other)."""
+    pos = (view_position or "").strip().upper()
     if pos in _LATERAL_POSITIONS:
         return "lateral"
     if pos in _FRONTAL_POSITIONS:

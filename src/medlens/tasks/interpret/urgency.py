@@ -1,7 +1,10 @@
 """Urgency: routine / priority / urgent from documented rules (+ an optional trained probe).
 
-Rules read the labeler's assertions over the report (and the encoder's scores for one
-safety-net rule). Each rule has a stable id that is recorded in the Interpretation, so
+Rules read the labeler's assertions over the English report, or over the English
+back-translation of a report in another language (on by default everywhere); without one,
+French, Spanish, German, Portuguese and Italian reports are read by keyword rules
+(tasks.interpret.urgency_native) that yield the same assertions, and the encoder's scores
+feed one safety-net rule. Each rule has a stable id that is recorded in the Interpretation, so
 a reader can see exactly why a study was flagged. The table is documented in
 docs/interpreter.md; change RULES_VERSION when a rule changes.
 
@@ -121,8 +124,10 @@ def assess_urgency(
     report_text: str = "",
     scores: Mapping[str, float] | None = None,
     probe: ProbeScore | None = None,
+    extra: tuple[UrgencyReason, ...] = (),
 ) -> Urgency:
-    reasons: list[UrgencyReason] = []
+    """`extra`: reasons already found elsewhere (the non-English text rules)."""
+    reasons: list[UrgencyReason] = list(extra)
     for rule in RULES:
         m = mentions.get(rule.label)
         if m is None or m.status not in rule.statuses:
@@ -202,10 +207,13 @@ def study_urgency(
     english_text: str,
     scores: Mapping[str, float],
     warnings: list[str],
+    report: tuple[str, str] | None = None,
 ) -> Urgency:
     """The pipeline's urgency stage (chest X-ray): rules, plus the "urgent" probe on the
-    primary image's embedding when one is configured."""
+    primary image's embedding when one is configured. `report`: (language, text) of the
+    report as written, read by keyword rules when there is no English text."""
     from medlens.errors import MedLensError
+    from medlens.tasks.interpret.urgency_native import read_native
 
     probe = None
     if probe_path and embedding is not None:
@@ -213,7 +221,15 @@ def study_urgency(
             probe = run_urgent_probe(probe_path, embedding)
         except MedLensError as err:  # a broken probe file must not lose the report
             warnings.append(f"Urgency probe not used: {err}")
-    urgency = assess_urgency(mentions, english_text, scores, probe)
-    if not english_text:
+    native = read_native(*report) if report is not None and not english_text else None
+    if native is not None:
+        mentions = native.mentions
+        warnings.append(
+            f"Urgency rules read the report in its own language ({native.language}) with "
+            "keyword rules, as no English back-translation was available."
+        )
+    elif not english_text:
         warnings.append("Urgency rules read English text only; only scores were used.")
-    return urgency
+    return assess_urgency(
+        mentions, english_text, scores, probe, native.reasons if native is not None else ()
+    )
