@@ -1,6 +1,7 @@
 """`medlens classify` and the chest X-ray gate (issue 23, point 3): the `cxr` label set
 scores only what the gate accepts, like an upload or `interpret`; a photo gets a one-line
-refusal and exit code 1, never chest X-ray scores."""
+refusal and exit code 3 (as `interpret` when every image is refused), never chest X-ray
+scores."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _classify(*args: str):  # type: ignore[no-untyped-def]
 
 def test_a_grey_photo_is_refused(tiny_test_models, grey_photo: Path) -> None:
     res = _classify(str(grey_photo), "--json")
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == 3, res.output
     assert "Traceback" not in res.output and res.stdout == ""  # no scores, not even JSON
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -50,7 +51,7 @@ def test_chest_xrays_get_scores_and_one_photo_refuses_the_run(
     assert [r["image"] for r in out["results"]] == [str(p) for p in cxrs]
     assert all(len(r["probabilities"]) == 14 for r in out["results"])
     mixed = _classify(str(cxrs[0]), str(grey_photo))
-    assert mixed.exit_code == 1 and "camera.png" in mixed.stderr
+    assert mixed.exit_code == 3 and "camera.png" in mixed.stderr
     assert nih_images[0].name not in mixed.stdout  # nothing scored when any is refused
 
 

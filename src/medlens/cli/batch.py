@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from medlens.cli.common import settings_from
+from medlens.config import for_demo
 from medlens.errors import ConfigError
 
 
@@ -26,7 +27,10 @@ def batch(
     group_by_folder: bool = typer.Option(
         False, "--group-by-folder", help="Files in one folder form one study."
     ),
-    demo: bool = typer.Option(False, "--demo", help="Test models (output is meaningless)."),
+    demo: bool = typer.Option(
+        False, "--demo", help="Test models (output is meaningless); without a data dir its "
+        "studies live in ~/.medlens/demo, out of the real History."
+    ),
     job_kind: str = typer.Option("interpret", "--job-kind", hidden=True),
     handlers: list[str] = typer.Option([], "--handlers", hidden=True),
 ) -> None:
@@ -41,7 +45,8 @@ def batch(
 
     if export is not None and export.suffix.lower() not in (".jsonl", ".csv"):
         raise ConfigError(f"--export {export}: use a .jsonl or .csv file name.")
-    settings = settings_from(database_url=database_url, demo=demo or None)
+    # demo: the demo folder, as `serve --demo`; jobs.batch marks its studies demo
+    settings = for_demo(settings_from(database_url=database_url, demo=demo or None))
     items = collect(source.expanduser(), group_by_folder=group_by_folder)
     if not items:
         raise ConfigError(f"{source}: no input files found.")

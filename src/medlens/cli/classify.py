@@ -2,7 +2,7 @@
 
 With the chest X-ray label set (`cxr`, the default) each image first passes the same chest
 X-ray gate as an upload or `interpret` (DICOM tags, pixel statistics, then MedSigLIP's
-zero-shot check with real weights): a photo gets a one-line refusal and exit code 1, never
+zero-shot check with real weights): a photo gets a one-line refusal and exit code 3, never
 chest X-ray scores. Other label sets (dermatology, fundus...) are not chest X-rays: no gate.
 
 `medlens classify-eval SRC --labels cxr`: AUC per label of zero-shot scores against a
@@ -25,6 +25,8 @@ from medlens.cli.common import (
     print_json,
     settings_from,
 )
+
+REFUSED_EXIT = 3  # `interpret`'s code when the gate refuses every image: no result to read
 
 LabelsOpt = Annotated[
     str,
@@ -91,7 +93,7 @@ def classify_cmd(
 def _gate(images: list[Path], ingested: list[Any], model: tuple[Any, Any, Any] | None) -> list:
     """The chest X-ray gate on every image: the model-free half (`model` None), or the
     encoder half with (encoder, its image parts, the model-free decisions). Any refusal:
-    one line per refused image, exit code 1."""
+    one line per refused image, exit code 3 (as `interpret` when every image is refused)."""
     from medlens.cli.common import fail
     from medlens.imaging.gate import gate_chest_xray
     from medlens.tasks.interpret.gate import gate_chest_xray as full_gate
@@ -109,7 +111,7 @@ def _gate(images: list[Path], ingested: list[Any], model: tuple[Any, Any, Any] |
     for line in lines[:-1]:
         typer.echo(f"error: {line}", err=True)
     if lines:
-        fail(lines[-1], 1)
+        fail(lines[-1], REFUSED_EXIT)
     return decisions
 
 

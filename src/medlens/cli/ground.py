@@ -4,12 +4,14 @@ MedGemma 1.5's localisation (prompt `cxr-grounding`, versioned data): the image 
 to a square, the model answers `box_2d` lists normalised to 0-1000, and MedLens maps them
 back to the image's own pixels (DICOM: column and row of the pixel data). Prints the
 regions as JSON (`--json`) or one line per box; always with the disclaimer.
+The image first passes the chest X-ray gate's model-free half (DICOM tags, pixel
+statistics), as `classify`: a photo gets a one-line refusal and exit code 3, no boxes.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,6 +24,9 @@ from medlens.cli.common import (
     settings_from,
 )
 from medlens.errors import ConfigError, MedLensError
+
+if TYPE_CHECKING:
+    from medlens.imaging.types import IngestedImage
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +47,16 @@ def ground_cmd(
         fail(err)
 
 
+def _gate(image: Path, ingested: IngestedImage) -> None:
+    """Boxes on a photo would read as findings: refuse what is not a chest radiograph."""
+    from medlens.cli.classify import REFUSED_EXIT
+    from medlens.imaging.gate import gate_chest_xray
+
+    decision = gate_chest_xray(ingested)
+    if not decision.accepted:
+        fail(f"{image.name}: image refused for chest X-ray boxes: {decision.reason}.", REFUSED_EXIT)
+
+
 def _run(image: Path, labels: list[str], model: str | None, json_out: bool) -> None:
     from medlens.disclaimer import DISCLAIMER, TEST_MODEL_LABEL
     from medlens.imaging.ingest import ingest
@@ -56,6 +71,7 @@ def _run(image: Path, labels: list[str], model: str | None, json_out: bool) -> N
         raise ConfigError("Name at least one finding or structure to locate.")
     settings = settings_from()
     ingested = ingest(image, max_pixels=settings.max_image_pixels)
+    _gate(image, ingested)  # before loading the model
     generator, record = default_session().generator_for(settings, model)
     if not record.accepts_images:
         raise ConfigError(f"Model {record.id!r} cannot read images.")

@@ -96,6 +96,8 @@ def submit_one(store: Any, settings: Any, item: BatchItem, *, kind: str) -> Subm
                 raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
             prepared.append(prepare(data, position, settings))
         context = {"language": settings.language, **item.context}
+        if settings.demo:  # the demo server's key: real-mode views never show it
+            context["demo"] = True
         sub = submit_study(store, prepared, context, kind=kind)
     except MedLensError as exc:
         out.error = str(exc)
