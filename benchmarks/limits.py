@@ -10,6 +10,7 @@ Matmul FLOPs only (2 per multiply-add); norms, activations and softmax are not c
 
 from __future__ import annotations
 
+import statistics
 from typing import Any
 
 
@@ -86,3 +87,43 @@ def decoder_weight_bytes(model: Any) -> int:
         if scale is not None:
             total += scale.numel() * scale.element_size()
     return total
+
+
+def attach_limits(result: dict[str, Any], machine: dict[str, Any], models: dict[str, Any]) -> None:
+    """Attach % of physical limit to each median (in place)."""
+    from transformers import AutoConfig
+
+    bw = machine["read_bandwidth_gbs"] * 1e9
+    peak = machine["bf16_matmul_gflops"] * 1e9
+    if "medgemma" in result:
+        cfg = AutoConfig.from_pretrained(models["medgemma"]["path"])
+        vis = medgemma_vision_flops(cfg)
+        for res in result["medgemma"].values():
+            med = res["median"]
+            prompt = int(statistics.median(r["prompt_tokens"] for r in res["runs"]))
+            new = int(statistics.median(r["new_tokens"] for r in res["runs"]))
+            wbytes = res["load"]["decoder_weight_bytes"]
+            step = wbytes + kv_bytes_read(cfg, prompt + new // 2)
+            pct: dict[str, float | None] = {}
+            pct["vision_s"] = vis / med["vision_s"] / peak if med["vision_s"] else None
+            pf = prefill_flops(cfg, prompt)
+            pct["prefill_s"] = pf / med["prefill_s"] / peak if med["prefill_s"] else None
+            both = med.get("vision_prefill_s")
+            pct["vision_prefill_s"] = (vis + pf) / both / peak if both else None
+            tps = med["decode_tokens_per_s"]
+            pct["decode_tokens_per_s"] = tps * step / bw if tps else None
+            res["limit"] = {
+                "vision_gflop": vis / 1e9, "prefill_gflop": pf / 1e9,
+                "decode_bytes_per_token_gb": step / 1e9,
+                "decode_tokens_per_s_limit": bw / step,
+                "percent": {k: (round(100 * v, 1) if v is not None else None)
+                            for k, v in pct.items()},
+            }
+    if "medsiglip" in result:
+        cfg = AutoConfig.from_pretrained(models["medsiglip"]["path"])
+        flops = siglip_image_flops(cfg)
+        for variant in ("baseline", "ours"):
+            for b in result["medsiglip"][variant]["batches"].values():
+                ips = b["median"]["images_per_s"]
+                b["percent_of_matmul_peak"] = round(100 * flops * ips / peak, 1)
+        result["medsiglip"]["image_gflop"] = flops / 1e9

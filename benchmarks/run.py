@@ -27,57 +27,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from harness import Worker, cosine, start_worker  # noqa: E402
+from limits import attach_limits  # noqa: E402
+from report import STAGES, table  # noqa: E402
 from workers import MARK  # noqa: E402
-
-STAGES = [  # (key, label, unit, better)
-    ("ingest_preprocess_s", "ingest + preprocess", "s", "lower"),
-    ("vision_s", "vision encode (tower + projector)", "s", "lower"),
-    ("prefill_s", "prefill", "s", "lower"),
-    ("ttft_s", "time to first token", "s", "lower"),
-    ("decode_tokens_per_s", "decode", "tok/s", "higher"),
-    ("end_to_end_s", "end-to-end study", "s", "lower"),
-    ("followup_ttft_s", "follow-up question, first token", "s", "lower"),
-]
-
-
-class Worker:
-    def __init__(self, spec: dict[str, Any]) -> None:
-        self.spec = spec
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "benchmarks" / "workers.py"), json.dumps(spec)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
-        )
-        self.ready = self._read()
-
-    def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(MARK):
-                out = json.loads(line[len(MARK):])
-                if "error" in out:
-                    raise RuntimeError(f"{self.spec['model']}/{self.spec['variant']}: "
-                                       f"{out['error']}")
-                return out
-        raise RuntimeError(f"worker {self.spec['model']}/{self.spec['variant']} exited "
-                           f"(code {self.proc.wait()})")
-
-    def ask(self, op: str, arg: Any = None) -> dict[str, Any]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, "arg": arg}) + "\n")
-        self.proc.stdin.flush()
-        return self._read()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                self.ask_quit()
-            finally:
-                self.proc.wait(timeout=120)
-
-    def ask_quit(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
-        self.proc.stdin.close()
 
 
 def build_models(names: list[str]) -> dict[str, dict[str, Any]]:
@@ -104,49 +57,78 @@ def _median(rows: list[dict[str, Any]], key: str) -> float | None:
 
 
 def medgemma_variants(args: argparse.Namespace) -> dict[str, str]:
-    """Variant name -> weight format: baseline, ours (--quantize), ours-<q> (--also-quantize)."""
+    """Variant name -> weight format: baseline, ours (--quantize), ours-<q> (--also-quantize),
+    gguf-<type> (--gguf: MedLens's llama.cpp backend on the same weights converted)."""
     out = {"baseline": "bf16", "ours": args.quantize}
     for q in args.also_quantize or []:
         out[f"ours-{q}"] = q
+    for q in args.gguf or []:
+        out[f"gguf-{q}"] = q.upper()
     return out
 
 
+def _spec(variant: str, weights: str, base: dict[str, Any], ggufs: dict[str, Path]) -> dict:
+    if variant.startswith("gguf-"):
+        q = variant.removeprefix("gguf-")
+        return {**base, "model": "medgemma", "variant": "gguf", "gguf": str(ggufs[q]),
+                "mmproj": str(ggufs["mmproj"])}
+    kind = "baseline" if variant == "baseline" else "ours"
+    return {**base, "model": "medgemma", "variant": kind, "quantize": weights}
+
+
 def bench_medgemma(path: str, args: argparse.Namespace, log: Any) -> dict[str, Any]:
-    spec = {"path": path, "quick": args.quick, "prompt_tokens": args.prompt_tokens}
+    """Interleaved runs of every variant. With --one-at-a-time (the default when llama.cpp
+    rows are included: all five would not fit in memory together) each run starts its
+    variant's worker, measures, and stops it, so one model is resident at a time."""
+    base = {"path": path, "quick": args.quick, "prompt_tokens": args.prompt_tokens}
     variants = medgemma_variants(args)
-    result: dict[str, Any] = {}
-    workers = {}
-    # Ours first: loading bf16 then quantizing needs the bf16 bytes for a while.
-    for variant in [*list(variants)[1:], "baseline"]:
-        if variant == "baseline":
-            _drop_extras_if_short_of_memory(path, variants, workers, log)
-        t = time.perf_counter()
-        kind = "baseline" if variant == "baseline" else "ours"
-        workers[variant] = Worker({**spec, "model": "medgemma", "variant": kind,
-                                   "quantize": variants[variant]})
-        log(f"medgemma/{variant}: loaded in {time.perf_counter() - t:.1f} s")
+    ggufs: dict[str, Path] = {}
+    if args.gguf:
+        import gguf_build
+
+        ggufs = gguf_build.build(Path(path), list(args.gguf), log=log)
+    one_at_a_time = args.one_at_a_time or bool(args.gguf)
+    workers: dict[str, Worker] = {}
+    loads: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    if not one_at_a_time:
+        # Ours first: loading bf16 then quantizing needs the bf16 bytes for a while.
+        for variant in [*list(variants)[1:], "baseline"]:
+            if variant == "baseline":
+                _drop_extras_if_short_of_memory(path, variants, workers, log)
+            workers[variant] = start_worker(variant, _spec(variant, variants[variant], base, ggufs),
+                                      loads, log)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    feats: dict[str, dict[str, Any]] = {}
     t_runs = time.perf_counter()
     for i in range(args.runs):
         if i and _past_deadline(args, runs_done=i, started=t_runs, log=log):
             break
         for variant in variants:
-            if variant == "baseline":
-                r = workers[variant].ask("run", args.baseline_new_tokens or args.new_tokens)
-            else:
-                r = workers[variant].ask("run", args.new_tokens)
+            w = workers.get(variant) or start_worker(
+                variant, _spec(variant, variants[variant], base, ggufs), loads, log)
+            new = args.baseline_new_tokens if variant == "baseline" else None
+            if i == 0 and not variant.startswith("gguf-"):
+                feats[variant] = w.ask("features")
+            r = w.ask("run", new or args.new_tokens)
             if variant != "baseline" or i < args.followup_runs_baseline:
-                r |= workers[variant].ask("followup")
+                r |= w.ask("followup")
+            if one_at_a_time:
+                w.close()
             runs[variant].append(r)
             log(f"medgemma/{variant} run {i + 1}: " + ", ".join(
                 f"{k}={v:.3g}" for k, v in r.items() if isinstance(v, float)))
             _partial(args, "medgemma", runs)
+    result: dict[str, Any] = {}
     for variant in variants:
-        w = workers[variant]
-        result[variant] = {"load": w.ready, "runs": runs[variant], "weights": variants[variant],
+        load = max(loads[variant], key=lambda x: x["load_peak_rss_mb"])
+        result[variant] = {"load": load, "loads": loads[variant], "runs": runs[variant],
+                           "weights": variants[variant],
                            "median": {k: _median(runs[variant], k) for k, *_ in STAGES}}
         result[variant]["median"]["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs[variant])
-        w.close()
+        if variant in feats and variant != "baseline":
+            result[variant]["image_feature_cosine"] = cosine(feats["baseline"], feats[variant])
+        if variant in workers:
+            workers[variant].close()
     return result
 
 
@@ -173,6 +155,8 @@ def bench_medsiglip(path: str, args: argparse.Namespace, log: Any) -> dict[str, 
                            for k in ("seconds", "images_per_s", "repeat_scoring_s")},
                 "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[variant]),
             }
+    feats = {v: w.ask("features") for v, w in workers.items()}
+    result["ours"]["image_feature_cosine"] = cosine(feats["baseline"], feats["ours"])
     for w in workers.values():
         w.close()
     return result
@@ -223,149 +207,6 @@ def _partial(args: argparse.Namespace, part: str, runs: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def limits(result: dict[str, Any], machine: dict[str, Any], models: dict[str, Any]) -> None:
-    """Attach % of physical limit to each median (in place)."""
-    import limits as lim
-    from transformers import AutoConfig
-
-    bw = machine["read_bandwidth_gbs"] * 1e9
-    peak = machine["bf16_matmul_gflops"] * 1e9
-    if "medgemma" in result:
-        cfg = AutoConfig.from_pretrained(models["medgemma"]["path"])
-        vis = lim.medgemma_vision_flops(cfg)
-        for res in result["medgemma"].values():
-            med = res["median"]
-            prompt = int(statistics.median(r["prompt_tokens"] for r in res["runs"]))
-            new = int(statistics.median(r["new_tokens"] for r in res["runs"]))
-            wbytes = res["load"]["decoder_weight_bytes"]
-            step = wbytes + lim.kv_bytes_read(cfg, prompt + new // 2)
-            pct: dict[str, float | None] = {}
-            pct["vision_s"] = vis / med["vision_s"] / peak if med["vision_s"] else None
-            pf = lim.prefill_flops(cfg, prompt)
-            pct["prefill_s"] = pf / med["prefill_s"] / peak if med["prefill_s"] else None
-            tps = med["decode_tokens_per_s"]
-            pct["decode_tokens_per_s"] = tps * step / bw if tps else None
-            res["limit"] = {
-                "vision_gflop": vis / 1e9, "prefill_gflop": pf / 1e9,
-                "decode_bytes_per_token_gb": step / 1e9,
-                "decode_tokens_per_s_limit": bw / step,
-                "percent": {k: (round(100 * v, 1) if v is not None else None)
-                            for k, v in pct.items()},
-            }
-    if "medsiglip" in result:
-        cfg = AutoConfig.from_pretrained(models["medsiglip"]["path"])
-        flops = lim.siglip_image_flops(cfg)
-        for variant in ("baseline", "ours"):
-            for b in result["medsiglip"][variant]["batches"].values():
-                ips = b["median"]["images_per_s"]
-                b["percent_of_matmul_peak"] = round(100 * flops * ips / peak, 1)
-        result["medsiglip"]["image_gflop"] = flops / 1e9
-
-
-# --- report -----------------------------------------------------------------------------
-def _fmt(v: float | None, unit: str = "") -> str:
-    if v is None:
-        return "—"
-    if unit == "MB":
-        return f"{v / 1024:.2f} GiB"
-    return f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
-
-
-def _ratio(base: float | None, ours: float | None, better: str) -> str:
-    if not base or not ours:
-        return "—"
-    return f"{(base / ours if better == 'lower' else ours / base):.2f}×"
-
-
-def table(report: dict[str, Any]) -> str:
-    res, m = report["results"], report["machine"]
-    lines = [f"# MedLens CPU benchmark ({report['mode']})", "",
-             f"{report['date']} · {m['cpu']} · {m['physical_cores']} physical cores · "
-             f"{m['memory_gb']} GB · torch {m['torch']} · transformers {m['transformers']}",
-             ""]
-    if "read_bandwidth_gbs" in m:
-        lines += [f"Machine limits (measured): read bandwidth {m['read_bandwidth_gbs']} GB/s, "
-                  f"bf16 matmul {m['bf16_matmul_gflops']} GFLOP/s, fp32 matmul "
-                  f"{m['fp32_matmul_gflops']} GFLOP/s; load average at start "
-                  f"{m['load_average']}.", ""]
-    if set(res) != {"quality"}:
-        lines += [f"Settings: {report['settings_text']}", ""]
-    if "medgemma" in res:
-        g = res["medgemma"]
-        b = g["baseline"]
-        ours = [v for v in g if v != "baseline"]
-        head = "| stage | baseline (plain transformers, bf16) | % of limit |"
-        rule = "|---|---|---|"
-        for v in ours:
-            head += f" {v} (MedLens, {g[v]['weights']}) | % of limit | vs baseline |"
-            rule += "---|---|---|"
-        lines += [f"## MedGemma ({report['models']['medgemma']['name']}, "
-                  f"{report['models']['medgemma']['params']:,} parameters, random weights)", "",
-                  head, rule]
-        for key, label, unit, better in STAGES:
-            bv = b["median"].get(key)
-            bp = b.get("limit", {}).get("percent", {}).get(key)
-            row = f"| {label} ({unit}) | {_fmt(bv)} | {_fmt(bp) + ' %' if bp else ''} |"
-            for v in ours:
-                ov = g[v]["median"].get(key)
-                op = g[v].get("limit", {}).get("percent", {}).get(key)
-                row += f" {_fmt(ov)} | {_fmt(op) + ' %' if op else ''} | {_ratio(bv, ov, better)} |"
-            lines.append(row)
-        for label, get in (
-            ("peak RSS while serving", lambda r: r["median"]["peak_rss_mb"]),
-            ("peak RSS incl. loading", lambda r: r["load"]["load_peak_rss_mb"]),
-        ):
-            lines.append(f"| {label} | {_fmt(get(b), 'MB')} | |"
-                         + "".join(f" {_fmt(get(g[v]), 'MB')} | | |" for v in ours))
-        lines += ["", "Decode limit (bytes read per token → tok/s at the measured bandwidth): "
-                  + "; ".join(f"{v} {g[v]['limit']['decode_bytes_per_token_gb']:.2f} GB → ≤ "
-                              f"{g[v]['limit']['decode_tokens_per_s_limit']:.2f} tok/s"
-                              for v in g)
-                  + f". Vision {b['limit']['vision_gflop']:.0f} GFLOP per image, prefill "
-                  f"{b['limit']['prefill_gflop']:.0f} GFLOP.",
-                  "Prompt tokens / new tokens per run: " + "; ".join(
-                      f"{v} {g[v]['runs'][0]['prompt_tokens']} / {g[v]['runs'][0]['new_tokens']}"
-                      for v in g) + ". Images re-encoded by a follow-up question: " + "; ".join(
-                      f"{v} {g[v]['runs'][0].get('followup_images_encoded', '—')}" for v in g)
-                  + ".", ""]
-        if b.get("end_to_end_note"):
-            lines += [f"Baseline end-to-end: {b['end_to_end_note']}.", ""]
-    if "medsiglip" in res:
-        s = res["medsiglip"]
-        lines += [f"## MedSigLIP ({report['models']['medsiglip']['name']}, "
-                  f"{report['models']['medsiglip']['params']:,} parameters, random weights)", "",
-                  "| batch | baseline img/s | % of matmul peak | ours img/s | % of matmul peak | "
-                  "ours vs baseline | re-scoring the same images: baseline / ours (s) |",
-                  "|---|---|---|---|---|---|---|"]
-        for batch, bb in s["baseline"]["batches"].items():
-            ob = s["ours"]["batches"][batch]
-            lines.append(
-                f"| {batch} | {_fmt(bb['median']['images_per_s'])} | "
-                f"{bb['percent_of_matmul_peak']} % | {_fmt(ob['median']['images_per_s'])} | "
-                f"{ob['percent_of_matmul_peak']} % | "
-                f"{_ratio(bb['median']['images_per_s'], ob['median']['images_per_s'], 'higher')}"
-                f" | {_fmt(bb['median']['repeat_scoring_s'])} / "
-                f"{_fmt(ob['median']['repeat_scoring_s'])} |")
-        lines.append("")
-    if "quality" in res:
-        lines += ["## Quality guard (real Gemma 3 270M, vs its unquantized weights)", "",
-                  "| weights | greedy-token agreement | top-1 agreement (teacher forced) | "
-                  "mean common prefix (tokens) | max |Δlogit| |", "|---|---|---|---|---|"]
-        for mode, q in res["quality"]["modes"].items():
-            label = "float32, unquantized (the bf16 noise floor)" if mode == "float32" else (
-                f"{mode} weights, bf16 compute")
-            lines.append(f"| {label} | {100 * q['greedy_agreement']:.1f} % | "
-                         f"{100 * q['top1_agreement']:.1f} % | {q['mean_common_prefix']:.1f} | "
-                         f"{q['max_abs_logit_diff']:.2f} |")
-        qq = res["quality"]
-        lines += ["", f"{qq['prompts']} prompts × {qq['new_tokens']} greedy tokens, reference "
-                  f"{qq['reference_dtype']}.", ""]
-    lines.append(f"Run time {report['wall_s']:.0f} s."
-                 + ("" if set(res) == {"quality"} else
-                    f" Medians of {report['settings']['runs']} interleaved runs per figure."))
-    return "\n".join(lines) + "\n"
-
-
 def quality(args: argparse.Namespace, log: Any) -> dict[str, Any]:
     """int8/int4 vs unquantized on the real Gemma 3 270M (child process, own memory)."""
     code = (
@@ -398,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quantize", default="int8", choices=["none", "int8", "int4"])
     p.add_argument("--also-quantize", nargs="*", choices=["none", "int8", "int4"],
                    help="more 'ours' variants in the same interleaved run (e.g. int4)")
+    p.add_argument("--gguf", nargs="*", choices=["q8_0", "q4_k_m"], default=None,
+                   help="llama.cpp rows: the same checkpoint converted to GGUF (default at full "
+                        "size: q8_0 q4_k_m when llama-cpp-python is installed; --gguf alone: "
+                        "none)")
+    p.add_argument("--one-at-a-time", action="store_true",
+                   help="start and stop each variant's worker per run (default with --gguf)")
     p.add_argument("--siglip-batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--only", nargs="+", choices=["medgemma", "medsiglip", "quality"])
     p.add_argument("--quality-prompts", type=int, default=16)
@@ -408,6 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
     args.prompt_tokens = args.prompt_tokens or (24 if quick else 200)
     args.new_tokens = args.new_tokens or (8 if quick else 200)
+    if args.gguf is None:
+        import importlib.util
+
+        has_llama = importlib.util.find_spec("llama_cpp") is not None
+        args.gguf = ["q8_0", "q4_k_m"] if has_llama and not quick else []
     if args.followup_runs_baseline is None:
         args.followup_runs_baseline = args.runs
     parts = args.only or (["medgemma", "medsiglip"] if quick else
@@ -440,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         results["medgemma"] = bench_medgemma(models["medgemma"]["path"], args, log)
         _extrapolate(results["medgemma"], args)
     if "read_bandwidth_gbs" in mach:
-        limits(results, mach, models)
+        attach_limits(results, mach, models)
     if "quality" in parts:
         results["quality"] = quality(args, log)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
@@ -479,6 +331,7 @@ def _settings_text(args: argparse.Namespace) -> str:
          f"tokens (min = max), greedy; ours = MedLens TransformersGenerator with "
          f"MEDLENS_QUANTIZE={args.quantize}"
          + "".join(f" (and {q} as ours-{q})" for q in args.also_quantize or [])
+         + "".join(f"; llama.cpp {q.upper()} as gguf-{q}" for q in args.gguf or [])
          + f"; {args.runs} runs")
     if args.stopped_early:
         s += " (fewer runs where --deadline stopped them: see the JSON run lists)"

@@ -162,6 +162,7 @@ class MedGemmaBaseline:
             "ingest_preprocess_s": t_pre - t0,
             "vision_s": vision,
             "prefill_s": first - t_pre - vision,
+            "vision_prefill_s": first - t_pre,
             "ttft_s": first - t0,
             "decode_tokens_per_s": (n_new - 1) / decode_s if decode_s > 0 else None,
             "end_to_end_s": t_end - t0,
@@ -227,6 +228,7 @@ class MedGemmaOurs:
             "ingest_preprocess_s": t_pre - t0 + tm.get("tokenize", 0.0),
             "vision_s": tm["vision_encode"],
             "prefill_s": tm["prefill"],
+            "vision_prefill_s": tm["vision_encode"] + tm["prefill"],
             "ttft_s": t_pre - t0 + tm["first_token"],
             "decode_tokens_per_s": tm.get("decode_tokens_per_s"),
             "end_to_end_s": t_end - t0,
@@ -331,6 +333,8 @@ def _info(worker: Any) -> dict[str, Any]:
 
     model = worker.model
     info: dict[str, Any] = {"threads": __import__("torch").get_num_threads()}
+    if model is None:  # llama.cpp: the GGUF file holds the decoder (tied head counted once)
+        return info | {"decoder_weight_bytes": worker.weight_bytes, "engine": "llama.cpp"}
     if hasattr(model, "get_output_embeddings") and hasattr(model.config, "text_config"):
         info["decoder_weight_bytes"] = decoder_weight_bytes(model)
         report = getattr(model, "medlens_fastpath", None)
@@ -344,7 +348,12 @@ def serve(spec: dict[str, Any]) -> None:
 
     configure_threads()
     t0 = time.perf_counter()
-    worker = VARIANTS[(spec["model"], spec["variant"])](spec)
+    if spec["variant"] == "gguf":
+        from workers_gguf import MedGemmaGguf
+
+        worker: Any = MedGemmaGguf(spec)
+    else:
+        worker = VARIANTS[(spec["model"], spec["variant"])](spec)
     ready = {"load_s": time.perf_counter() - t0, "load_peak_rss_mb": rss_peak_mb(),
              **_info(worker)}
     ready["rss_after_load_mb"] = rss_now_mb()
@@ -355,7 +364,12 @@ def serve(spec: dict[str, Any]) -> None:
         if cmd["op"] == "quit":
             break
         try:
-            out = worker.run(cmd["arg"]) if cmd["op"] == "run" else worker.followup()
+            if cmd["op"] == "features":
+                from features import image_features
+
+                out = image_features(worker)
+            else:
+                out = worker.run(cmd["arg"]) if cmd["op"] == "run" else worker.followup()
             out["peak_rss_mb"] = rss_peak_mb()
         except Exception as exc:  # reported to the orchestrator, which stops the run
             out = {"error": f"{type(exc).__name__}: {exc}"}

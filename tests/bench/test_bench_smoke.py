@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import pytest
 
 pytest.importorskip("torch")
 REPO = Path(__file__).resolve().parents[2]
+HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +25,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory, test_models) -> tuple[di
     cmd = [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(out),
            "--runs", "3", "--only", "medgemma", "medsiglip", "quality",
            "--quality-prompts", "2", "--quality-tokens", "4"]
+    if HAS_LLAMA:  # the llama.cpp row: the quick checkpoint converted to GGUF Q4_K_M
+        cmd += ["--gguf", "q4_k_m"]
     subprocess.run(cmd, cwd=REPO, env=env, check=True, timeout=900)
     return json.loads((out / "cpu-quick.json").read_text()), (out / "cpu-quick.md").read_text()
 
@@ -66,3 +70,21 @@ def test_quality_guard_reports_int8_and_int4(quick_run) -> None:  # type: ignore
     assert set(modes) == {"float32", "int8", "int4"}
     for q in modes.values():
         assert 0.0 <= q["greedy_agreement"] <= 1.0 and 0.0 <= q["top1_agreement"] <= 1.0
+
+
+@pytest.mark.skipif(not HAS_LLAMA, reason="llama-cpp-python not installed")
+def test_llamacpp_row_runs_the_same_study(quick_run) -> None:  # type: ignore[no-untyped-def]
+    report, md = quick_run
+    gemma = report["results"]["medgemma"]
+    row = gemma["gguf-q4_k_m"]
+    med = row["median"]
+    for key in ("vision_prefill_s", "ttft_s", "decode_tokens_per_s", "end_to_end_s",
+                "followup_ttft_s", "peak_rss_mb"):
+        assert med[key] is not None and med[key] > 0, key
+    assert med["vision_s"] is None and med["prefill_s"] is None  # llama.cpp can't split them
+    assert all(r["new_tokens"] == report["settings"]["new_tokens"] for r in row["runs"])
+    assert row["load"]["engine"] == "llama.cpp" and row["weights"] == "Q4_K_M"
+    assert "gguf-q4_k_m (MedLens on llama.cpp, Q4_K_M)" in md and "cannot separate" in md
+    # int8 image features stay close to bf16 (random weights, same pixels).
+    assert gemma["ours"]["image_feature_cosine"]["min"] >= 0.99
+    assert report["results"]["medsiglip"]["ours"]["image_feature_cosine"]["min"] >= 0.99

@@ -59,3 +59,14 @@ def test_real_mode_keeps_the_default_folder(served, tmp_path: Path):
     res = CliRunner().invoke(app, ["serve"])
     assert res.exit_code == 0, res.output
     assert _data_dir(served) == tmp_path / ".medlens" and "DEMO" not in res.output
+
+
+def test_start_line_names_the_report_model_and_its_path(served, monkeypatch):
+    monkeypatch.delenv("MEDLENS_QUANTIZE", raising=False)
+    monkeypatch.delenv("MEDLENS_GENERATOR", raising=False)
+    res = CliRunner().invoke(app, ["serve", "--port", "8124"])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("Report model:"))
+    assert "google/medgemma" in line and "int8 weights" in line and "MEDLENS_QUANTIZE" in line
+    demo = CliRunner().invoke(app, ["serve", "--demo", "--port", "8125"]).output
+    assert "Report model: medlens/demo on scripted backend" in demo

@@ -232,8 +232,18 @@ def test_apply_fastpath_keeps_the_tiny_medgemma_close(tiny_dir: Path, mode: str)
     assert nn.Linear not in kinds and Int8Linear in kinds
     if mode == "int4":
         assert report.linear_int4 > 0 and Int4Linear in kinds
-    # The vision tower and projector stay as loaded.
-    assert any(type(m) is nn.Linear for m in model.model.vision_tower.modules())
+    # The decoder's formats leave the image tower alone: its encoder linears go to int8
+    # compute only where the CPU has it (fastpath/vision_int8.py), its projector never.
+    from medlens.models.fastpath.vision_int8 import (
+        Int8VisionLinear,
+        encoder_of,
+    )
+
+    tower_kinds = {type(m) for m in encoder_of(model.model.vision_tower).modules()}
+    swapped = False  # a float32 tower keeps full precision (int8 replaces bf16 only)
+    assert (Int8VisionLinear in tower_kinds) is swapped
+    assert (nn.Linear in tower_kinds) is not swapped
+    assert (report.vision_int8 > 0) is swapped
     out = _logits(model, ids)
     rel = float((out - ref).norm() / ref.norm())
     # Random tiny weights are the worst case for 4-bit groups (no outlier structure).

@@ -23,6 +23,7 @@ def attention_kernel(tmp_path_factory):  # type: ignore[no-untyped-def]
     mp.delenv("MEDLENS_NATIVE_KERNELS", raising=False)
     # Use it even where torch's kernels are the faster ones (AMX): these test the kernel.
     mp.setenv("MEDLENS_VISION_ATTENTION", "native")
+    mp.setenv("MEDLENS_VISION_INT8", "off")  # the int8 linears have their own tests
     native.load_attention.cache_clear()
     kernel = native.load_attention()
     assert kernel is not None

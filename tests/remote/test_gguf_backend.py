@@ -143,3 +143,24 @@ def test_provenance(raw_gen, gguf_file):
 
     assert raw_gen.info.backend == "llamacpp" and raw_gen.info.dtype == "Q4_K_M"
     assert raw_gen.info.weights_hash == pkg.EXPECTED_SHA256
+
+
+def test_min_new_tokens_holds_off_the_end_of_turn(chat_gen):
+    """llama-cpp-python has no min_tokens: the backend bans end-of-sequence and end-of-turn
+    for the first N outputs through a logits processor."""
+    import numpy as np
+
+    proc = chat_gen._min_tokens(3)[0]
+    eos = int(chat_gen.llm.token_eos())
+    eot = chat_gen.llm.tokenize(b"<end_of_turn>", add_bos=False, special=True)[0]
+    vocab = chat_gen.llm.n_vocab()
+    prompt = np.arange(10)
+    for generated in range(5):
+        scores = proc(np.arange(10 + generated) if generated else prompt, np.zeros(vocab))
+        banned = bool(np.isneginf(scores[eos]) and np.isneginf(scores[eot]))
+        assert banned is (generated < 3), generated
+        assert np.isfinite(np.delete(scores, [eos, eot])).all()
+    held = GenerationStats()
+    msgs = [ChatMessage.text("user", "Reply with the single word OK.")]
+    "".join(chat_gen.stream(msgs, GenerationConfig(max_new_tokens=24, min_new_tokens=24), held))
+    assert held.output_tokens == 24 and held.finish_reason == "length"

@@ -97,6 +97,12 @@ def info(
     available, extra = backend_status().get(backend, (False, ""))
     data["local"] = {k: row[k] for k in ("available", "where", "size_bytes", "missing")}
     data["backend"] = {"name": backend, "installed": available, "extra": extra}
+    if record.kind != "encoder":
+        from dataclasses import asdict
+
+        from medlens.models.fastpath.cpu_default import describe
+
+        data["path_here"] = asdict(describe(record, settings.device))
     if as_json:
         print_json(data)
         return
@@ -129,6 +135,10 @@ def info(
         f"{'backend':<15} {backend} ({'installed' if available else 'not installed'}:"
         f" pip install 'medlens[{extra}]')"
     )
+    if "path_here" in data:
+        p = data["path_here"]
+        typer.echo(f"{'CPU path':<15} {p['engine']}, {p['weights']} weights: {p['why']}.")
+        typer.echo(f"{'switch':<15} {p['switch']}")
     if row["available"]:
         typer.echo(f"{'local':<15} {row['where']} ({_human_size(row['size_bytes'])})")
     else:

@@ -58,6 +58,7 @@ def serve(
             else ""
         )
     )
+    typer.echo(f"Report model: {_model_path_line(settings)}")
     uvicorn.run(
         app,
         host=settings.host,
@@ -67,6 +68,21 @@ def serve(
         server_header=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def _model_path_line(settings: Settings) -> str:
+    """Which generator runs, on which path, why, and how to switch (fastpath/cpu_default)."""
+    from medlens.errors import MedLensError
+    from medlens.models.fastpath.cpu_default import describe
+    from medlens.models.registry import load_registry
+    from medlens.models.session import configured_id
+
+    model = configured_id(settings, "generator")
+    try:
+        record = load_registry(settings).resolve(model, kind="generator")
+    except MedLensError as exc:
+        return f"{model} ({exc})"
+    return f"{record.id} on {describe(record, settings.device).line()}"
 
 
 def _has_users(settings: Settings) -> bool:

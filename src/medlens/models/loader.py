@@ -76,8 +76,10 @@ def _local_weights(record: ModelRecord, settings: Any, build_test_models: bool) 
     src = record.parsed_source
     in_test_dir = src.scheme == "path" and _is_within(src.path, _test_models_dir(settings))
     if record.is_test and in_test_dir and build_test_models:
+        from medlens.models.quiet import quiet_third_party
         from medlens.models.testmodels import REALTEXT_NAMES, ensure_test_models
 
+        quiet_third_party()  # building one (the first demo run) saves with shard bars
         try:
             ensure_test_models(settings, realtext=src.path.name in REALTEXT_NAMES)
         except MedLensError as exc:

@@ -129,7 +129,9 @@ def load_encoder(
     model.eval()
     from medlens.models.fastpath import fast_vision_attention
 
-    fast_vision_attention(model)  # CPU: the image tower's attention on the compiled kernel
+    fast_vision_attention(model)  # CPU: the tower's attention on the bf16 kernel, int8 linears
     processor = AutoProcessor.from_pretrained(path)
-    info = transformers_info(record, weights_hash=weights_hash, dtype=dtype, device=device)
+    # Provenance names int8 compute (a bf16 tower on a VNNI CPU; fastpath/vision_int8.py).
+    shown = f"{dtype}+int8" if getattr(model, "medlens_vision_int8", 0) else dtype
+    info = transformers_info(record, weights_hash=weights_hash, dtype=shown, device=device)
     return TransformersEncoder(model, processor, info)

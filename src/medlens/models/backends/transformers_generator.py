@@ -57,6 +57,7 @@ class TransformersGenerator(StreamingGenerator):
         if self.tokenizer.chat_template is None:
             self.tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
         self._image_cache: OrderedDict[str, Any] = OrderedDict()
+        self._prefix: Any = None  # fastpath.prefix.Prefix: the last conversation's KV cache
         self.last_output_ids: list[int] = []
         self._lock = threading.Lock()  # one generation at a time per loaded model
         self.eos_ids = eos_ids(model, self.tokenizer)
@@ -151,7 +152,16 @@ class TransformersGenerator(StreamingGenerator):
         max_new = self._room(len(ids), config.max_new_tokens)
         stats.timings["tokenize"] = time.perf_counter() - t0
         input_ids = torch.tensor([ids], dtype=torch.long, device=self.device)
-        kwargs = self._image_inputs(input_ids, images, stats)
+        from medlens.models.fastpath import prefix
+
+        keys = tuple(img.key for img in images)
+        token = getattr(self.model.config, "image_token_id", None) if self.multimodal else None
+        cache, reused = prefix.reuse(self._prefix, ids, keys, token)
+        self._prefix, stats.timings["prefix_reused_tokens"] = None, float(reused)
+        stats.images_cached += len(images) if reused else 0
+        # A reused prefix holds the images already: nothing to encode or look up.
+        kwargs = self._image_inputs(input_ids, images if not reused else (), stats)
+        kwargs["_reuse"] = (cache, reused, keys)
         generator = None
         if config.temperature > 0:
             generator = torch.Generator(device=self.device)
@@ -213,19 +223,23 @@ class TransformersGenerator(StreamingGenerator):
         """Prefill, then yield up to `max_new` tokens; stops at end-of-sequence."""
         import torch
 
+        from medlens.models.fastpath import prefix
         from medlens.models.fastpath.decode import growing_cache
 
+        cache, start, keys = kwargs.pop("_reuse", (None, 0, ()))
         # Appends K/V in place (the default cache re-copies all of it every token).
-        cache = growing_cache(self.model.config.get_text_config())
+        cache = cache or growing_cache(self.model.config.get_text_config())
         t_prefill = time.perf_counter()
         logits = self.model(
-            input_ids=input_ids,
+            input_ids=input_ids[:, start:],
             attention_mask=torch.ones_like(input_ids),
             past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
             **kwargs,
         ).logits[0, -1]
+        # Kept for the next request (a follow-up): prefix.reuse decides whether it fits.
+        self._prefix = held = prefix.Prefix(input_ids[0].tolist(), keys, cache)
         if not bool(torch.isfinite(logits).any()):
             raise GenerationError(
                 "The model produced NaN/inf scores (numerical failure). Run it in "
@@ -252,6 +266,7 @@ class TransformersGenerator(StreamingGenerator):
                     past_key_values=cache,
                     use_cache=True,
                 ).logits[0, -1]
+            held.fed.append(token)  # only once its K/V is in the cache
 
     def _room(self, prompt_len: int, wanted: int) -> int:
         """New tokens that fit the model's context after this prompt (clear error if none)."""
@@ -279,7 +294,9 @@ class TransformersGenerator(StreamingGenerator):
             return loglikelihood(self.model, self.tokenizer, self.device, context, continuations)
 
     def clear_image_cache(self) -> None:
+        """Forget encoded images and the kept conversation cache (the next call starts cold)."""
         self._image_cache.clear()
+        self._prefix = None
 
 
 @dataclass
@@ -340,13 +357,14 @@ def load_generator(
     if device_map is None:
         model.to(device)
     model.eval()
-    # Fast CPU path (issue #8): weight-only int8/int4 decoder linears when the record's
-    # `options = { quantize = "int8" }` or MEDLENS_QUANTIZE asks for it. The default is
-    # "none": weights exactly as published. Provenance shows it as e.g. "bfloat16+int8"
-    # (compute dtype + weight format), so quantized output never passes for bf16 output.
+    # Fast CPU path: weight-only int8/int4 decoder linears (+ int8 vision compute). On a
+    # CPU a real checkpoint takes int8 unless its options or MEDLENS_QUANTIZE say otherwise
+    # (fastpath/cpu_default.py: the fastest measured path that passes the quality guard).
+    # Provenance shows e.g. "bfloat16+int8", so quantized output never passes for bf16.
     from medlens.models.fastpath import apply_fastpath
+    from medlens.models.fastpath.cpu_default import options_for
 
-    apply_fastpath(model, record.options)
+    apply_fastpath(model, options_for(record, device))
     quantized = getattr(model, "medlens_fastpath").quantize  # noqa: B009 (set just above)
     if not device.startswith("cuda"):
         # One-token GQA attention without SDPA's slow enable_gqa kernel on CPU (7x per layer).

@@ -37,6 +37,7 @@ class FastPathReport:
     bytes_after: int = 0
     skipped: str = ""
     vision_attention: int = 0  # image-tower attention configs on the compiled kernel
+    vision_int8: int = 0  # image-tower linears on int8 compute (fastpath/vision_int8.py)
     notes: list[str] = field(default_factory=list)
 
 
@@ -178,6 +179,7 @@ def apply_fastpath(
     if _on_cpu(model):
         from medlens.models.fastpath import fast_vision_attention
 
-        report.vision_attention = fast_vision_attention(model)
+        report.vision_attention = fast_vision_attention(model, int8=opts.active)
+        report.vision_int8 = getattr(model, "medlens_vision_int8", 0)
     model.medlens_fastpath = report  # type: ignore[assignment]
     return model

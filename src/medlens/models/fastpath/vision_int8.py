@@ -12,13 +12,16 @@ Fidelity is checked, not assumed: image features int8 vs bf16 have cosine >= 0.9
 random-weight towers over shared chest X-rays (tests/models/test_fastpath_vision_int8.py)
 and the same check runs in the benchmark at full size.
 
-`MEDLENS_VISION_INT8`: `auto` (default: on where the CPU has VNNI or AMX-INT8 and PyTorch
-has a quantized engine), `on`, `off`.
+`MEDLENS_VISION_INT8`: `auto` (default: on for bf16 towers where the CPU has VNNI or
+AMX-INT8 and PyTorch has a quantized engine), `on` (also float32 towers), `off`. The
+MedGemma generator takes it with its decoder's fast path (quantize int8/int4, the CPU
+default); weights "as published" (quantize none) keep a bf16 tower.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 
 import torch
 from torch import nn
@@ -49,7 +52,7 @@ def int8_vision_wanted() -> bool:
     return choice == "on" or any(f in native.cpu_flags() for f in INT8_FLAGS)
 
 
-class Int8Linear(nn.Module):
+class Int8VisionLinear(nn.Module):
     """A dynamic-int8 linear that takes and returns the tower's dtype (bf16)."""
 
     def __init__(self, linear: nn.Linear) -> None:
@@ -62,7 +65,11 @@ class Int8Linear(nn.Module):
         if linear.bias is not None:
             float_linear.bias = nn.Parameter(linear.bias.detach().float(), requires_grad=False)
         float_linear.qconfig = per_channel_dynamic_qconfig
-        self.inner = DynamicLinear.from_float(float_linear)
+        with warnings.catch_warnings():
+            # torch flags its quantized-tensor API as moving to torchao; the kernels
+            # (oneDNN/FBGEMM) are the same, and users should not see this on every load.
+            warnings.simplefilter("ignore", UserWarning)
+            self.inner = DynamicLinear.from_float(float_linear)
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -71,7 +78,8 @@ class Int8Linear(nn.Module):
         return out.reshape(*shape[:-1], self.out_features).to(x.dtype)
 
 
-def _encoder_of(tower: nn.Module) -> nn.Module | None:
+def encoder_of(tower: nn.Module) -> nn.Module | None:
+    """The stack of transformer layers inside an image tower (SigLIP layouts)."""
     for path in ("encoder", "vision_model.encoder"):
         mod: nn.Module | None = tower
         for attr in path.split("."):
@@ -84,19 +92,24 @@ def _encoder_of(tower: nn.Module) -> nn.Module | None:
 def use_int8_vision(tower: nn.Module) -> int:
     """Swap the encoder layers' linears for int8 ones in place; returns how many.
 
-    Only on CPU, in inference, when `int8_vision_wanted()`; the patch embedding, the
-    pooling head and the multimodal projector keep their weights (small, first/last).
+    Only on CPU, when `int8_vision_wanted()`, and (unless MEDLENS_VISION_INT8=on) only for
+    a bf16 tower: int8 replaces bf16 matmuls; a float32 tower was asked for full precision.
+    The patch embedding, the pooling head and the multimodal projector keep their weights.
     """
-    encoder = _encoder_of(tower)
+    encoder = encoder_of(tower)
     if encoder is None or not int8_vision_wanted():
         return 0
-    if any(p.device.type != "cpu" for p in encoder.parameters()):
+    params = list(encoder.parameters())
+    if not params or any(p.device.type != "cpu" for p in params):
+        return 0
+    forced = os.environ.get("MEDLENS_VISION_INT8", "").strip().lower() == "on"
+    if params[0].dtype != torch.bfloat16 and not forced:
         return 0
     torch.backends.quantized.engine = _engine()
     swapped = 0
     for parent in list(encoder.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
-                setattr(parent, name, Int8Linear(child))
+                setattr(parent, name, Int8VisionLinear(child))
                 swapped += 1
     return swapped
