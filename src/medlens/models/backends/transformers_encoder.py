@@ -21,6 +21,9 @@ from medlens.models.protocols import BackendInfo, ImagePart
 
 EMBED_CACHE_SIZE = 4096  # image embeddings are small (dim floats): keep many
 BATCH = 16
+# Images per image-tower call on a CPU: one at a time keeps each layer's activations in
+# cache; MedSigLIP-448 measured 0.47 img/s one by one vs 0.37 in batches of 8 (2 cores).
+CPU_IMAGE_BATCH = 1
 
 
 class TransformersEncoder:
@@ -49,8 +52,9 @@ class TransformersEncoder:
         with self._lock:
             todo = [k for k in dict.fromkeys(im.key for im in images) if k not in self._cache]
             by_key = {im.key: im for im in images}
-            for start in range(0, len(todo), BATCH):
-                keys = todo[start : start + BATCH]
+            step = CPU_IMAGE_BATCH if self.device.type == "cpu" else BATCH
+            for start in range(0, len(todo), step):
+                keys = todo[start : start + step]
                 pixel = self.processor.image_processor(
                     images=[by_key[k].image.convert("RGB") for k in keys], return_tensors="pt"
                 )["pixel_values"].to(self.device, self.model.dtype)
