@@ -16,8 +16,11 @@ def image_features(worker: Any) -> dict[str, Any]:
     from transformers import AutoProcessor
 
     image = Image.open(io.BytesIO(worker.data)).convert("RGB")
-    proc = getattr(worker, "image_processor", None) or AutoProcessor.from_pretrained(
-        worker.spec["path"]).image_processor
+    # The worker's own processor (a second one would add its tokenizer to the peak RSS).
+    owner = getattr(worker, "gen", worker)
+    proc = getattr(worker, "image_processor", None) or getattr(
+        getattr(owner, "processor", None), "image_processor", None
+    ) or AutoProcessor.from_pretrained(worker.spec["path"]).image_processor
     pixels = proc(images=[image], return_tensors="pt")["pixel_values"].to(torch.bfloat16)
     with torch.inference_mode():
         inner = getattr(worker.model, "model", worker.model)

@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 MARK = "@@BENCH@@ "
+# The follow-up question (~30 tokens, the issue's follow-up shape).
+FOLLOWUP = ('Is there a pleural effusion on the left or right side, and if so, is it small, m'
+            'oderate or large compared with the prior study?')
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
@@ -240,7 +243,7 @@ class MedGemmaOurs:
         """A second question about the same study: the image encoding comes from the cache."""
         from medlens.models.protocols import ChatMessage, GenerationConfig, GenerationStats
 
-        messages = [*self._history, ChatMessage.text("user", "Is there a pleural effusion?")]
+        messages = [*self._history, ChatMessage.text("user", FOLLOWUP)]
         stats = GenerationStats()
         t0 = time.perf_counter()
         "".join(self.gen.stream(messages, GenerationConfig(max_new_tokens=1), stats))

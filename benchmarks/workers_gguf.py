@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workers import _assistant, image_bytes, prompt_text
+from workers import FOLLOWUP, _assistant, image_bytes, prompt_text
 
 
 class MedGemmaGguf:
@@ -95,7 +95,7 @@ class MedGemmaGguf:
     def followup(self) -> dict[str, Any]:
         from medlens.models.protocols import ChatMessage, GenerationConfig, GenerationStats
 
-        messages = [*self._history, ChatMessage.text("user", "Is there a pleural effusion?")]
+        messages = [*self._history, ChatMessage.text("user", FOLLOWUP)]
         stats = GenerationStats()
         t0 = time.perf_counter()
         "".join(self.gen.stream(messages, GenerationConfig(max_new_tokens=1), stats))

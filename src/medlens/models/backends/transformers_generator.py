@@ -387,6 +387,9 @@ def _fused_step(model: Any, device: Any) -> Any:
         return None
     if os.environ.get("MEDLENS_FUSED_STEP", "1").strip().lower() in ("0", "false", "no", "off"):
         return None
+    from medlens.models.fastpath.apply import release_freed_memory
     from medlens.models.fastpath.step import FusedStep
 
-    return FusedStep.build(model)
+    step = FusedStep.build(model)
+    release_freed_memory()  # fusing re-lays q/k/v and gate/up: the old buffers are freed
+    return step

@@ -32,11 +32,13 @@ from medlens.models.fastpath import native
 CHOICES = ("auto", "on", "off")
 # Flags (as /proc/cpuinfo spells them) whose int8 dot products beat bf16 matmuls.
 INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+ENGINES = ("fbgemm", "onednn", "x86")  # preference order; MEDLENS_VISION_INT8_ENGINE picks one
 
 
 def _engine() -> str | None:
     engines = torch.backends.quantized.supported_engines
-    for name in ("onednn", "x86", "fbgemm"):  # oneDNN measured fastest on AVX-512 VNNI
+    wanted = os.environ.get("MEDLENS_VISION_INT8_ENGINE", "").strip().lower()
+    for name in (wanted, *ENGINES):
         if name in engines:
             return name
     return None
@@ -112,4 +114,8 @@ def use_int8_vision(tower: nn.Module) -> int:
             if isinstance(child, nn.Linear):
                 setattr(parent, name, Int8VisionLinear(child))
                 swapped += 1
+    if swapped:
+        from medlens.models.fastpath.apply import release_freed_memory
+
+        release_freed_memory()  # the bf16 weights and fp32 staging copies just freed
     return swapped
