@@ -40,8 +40,15 @@ def _free_port() -> int:
 
 
 def _get(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(url, timeout=30) as resp:
-        return json.loads(resp.read())
+    for _ in range(30):
+        try:
+            with urllib.request.urlopen(url, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:  # the API's rate limit: wait as it says
+            if exc.code != 429:
+                raise
+            time.sleep(float(exc.headers.get("Retry-After") or 2))
+    raise SystemExit(f"{url}: still rate limited")
 
 
 def _upload(base: str, image: Path) -> dict[str, Any]:
@@ -63,7 +70,7 @@ def _study(base: str, image: Path) -> dict[str, Any]:
     made = _upload(base, image)
     job = made["job"]
     while job["status"] not in ("done", "failed"):
-        time.sleep(0.5)
+        time.sleep(2)  # well inside the API's rate limit
         job = _get(f"{base}/v1/jobs/{job['id']}")
     if job["status"] != "done":
         raise SystemExit(f"job failed: {job.get('error')}")

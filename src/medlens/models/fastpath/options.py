@@ -3,7 +3,8 @@
 Precedence: environment (`MEDLENS_QUANTIZE`, `MEDLENS_QUANTIZE_HEAD`,
 `MEDLENS_INT8_GROUP_SIZE`) > the record's
 `options` table (e.g. `options = { quantize = "int8" }` in builtin_models.toml) > defaults.
-The default is no quantization: bf16/fp32 weights exactly as published.
+The option default is no quantization (bf16/fp32 weights exactly as published); on a CPU a real
+checkpoint gets int8 from fastpath/cpu_default.py unless its record or the env says otherwise.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Int8 compute for image towers on CPU: SigLIP's linear layers on PyTorch's own quantized
-(oneDNN) kernels, int8 activations x int8 weights.
+kernels (FBGEMM by default, oneDNN on request), int8 activations x int8 weights.
 
 The vision encode is compute bound (MedGemma's tower at 896 px: 4096 patches x 27 layers),
 and its bf16 matmuls run at about half the bf16 peak. CPUs with AVX-512 VNNI (or AMX-INT8)
