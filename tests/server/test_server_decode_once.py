@@ -3,13 +3,14 @@ included) work from the pixels decoded at upload."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
 from medlens.jobs import intake
+
+from .job_helpers import wait_job
 
 
 @pytest.fixture
@@ -35,14 +36,6 @@ def decodes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     intake.DECODED.clear()
 
 
-def _wait_done(client: Any, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish in {timeout}s")
 
 
 def _three_views(client: Any, image: dict[str, Any]) -> list[bytes]:
@@ -68,7 +61,7 @@ def test_upload_job_and_views_decode_each_original_once(
         assert r.status_code == 201, r.text
         assert decodes == {"decode_pixels": 1, "decode_raster": 1}
         created = r.json()
-        assert _wait_done(client, created["job"]["id"])["status"] == "done"
+        assert wait_job(client, created["job"]["id"])["status"] == "done"
         interp = client.get(created["interpretation_url"]).json()
         assert [g["source_name"] for g in interp["gate"]] == ["image 1", "image 2"]  # no names
         dcm_views = _three_views(client, created["images"][0])
@@ -187,13 +180,13 @@ def test_a_whole_study_through_the_api_decodes_and_encodes_each_image_once(
         with client_factory(run_jobs=True, data_dir=data_dir,
                             probes={"urgent": str(probe_path)}) as client:
             created = upload(client, ("chest.png", cxr_png)).json()
-            assert _wait_done(client, created["job"]["id"])["status"] == "done"
+            assert wait_job(client, created["job"]["id"])["status"] == "done"
             interp = client.get(created["interpretation_url"]).json()
             sid = created["id"]
             for question in ("Is there an effusion?", "Any pneumothorax?"):
                 r = client.post(f"/v1/studies/{sid}/messages", json={"content": question})
                 assert r.status_code == 202, r.text
-                assert _wait_done(client, r.json()["job"]["id"])["status"] == "done"
+                assert wait_job(client, r.json()["job"]["id"])["status"] == "done"
             answers = [m for m in client.get(f"/v1/studies/{sid}/messages").json()
                        if m["role"] == "assistant"]
             _three_views(client, created["images"][0])

@@ -4,23 +4,13 @@ a prior study's images shown as "Prior · <view> · <date>"."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from .dicom_helpers import chest_dicom
-
-
-def _wait(client: Any, job_id: str, timeout: float = 180.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
+from .job_helpers import wait_job
 
 
 def _post(client: Any, files: list[tuple[str, bytes]], views: list[str], **fields: str) -> Any:
@@ -45,7 +35,7 @@ def test_declared_lateral_and_prior_reach_api_job_and_page(
     prior_png, front_png, side_png = (p.read_bytes() for p in nih_images[:3])
     with client_factory(run_jobs=True) as client:
         prior = _post(client, [("p.png", prior_png)], ["frontal"]).json()
-        assert _wait(client, prior["job"]["id"])["status"] == "done"
+        assert wait_job(client, prior["job"]["id"])["status"] == "done"
         r = _post(
             client, [("f.png", front_png), ("l.png", side_png)], ["frontal", "lateral"],
             prior_study_id=prior["id"], prior_date="2026-11-01",
@@ -65,7 +55,7 @@ def test_declared_lateral_and_prior_reach_api_job_and_page(
         assert got["images"] == study["images"] and got["prior_images"] == study["prior_images"]
 
         # The job's task Study: the declared lateral and the prior, in the gate's record.
-        assert _wait(client, study["job"]["id"])["status"] == "done"
+        assert wait_job(client, study["job"]["id"])["status"] == "done"
         interp = client.get(study["interpretation_url"]).json()
         assert [(g["view"], g["timepoint"]) for g in interp["gate"]] == [
             ("frontal", "current"),

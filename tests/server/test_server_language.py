@@ -4,25 +4,17 @@ back-translation check the CLI runs, with the same result, and urgency reads it.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Any
 
 from typer.testing import CliRunner
 
 from medlens.cli.main import app
 
+from .job_helpers import wait_job
+
 GEN = "medlens/test-scripted"  # answers the back-translation request with its English report
 
 
-def _wait(client: Any, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def test_french_job_is_back_translated_like_the_cli(
@@ -32,7 +24,7 @@ def test_french_job_is_back_translated_like_the_cli(
     with client_factory(run_jobs=True, generator=GEN) as client:
         r = upload(client, ("a.png", image.read_bytes()), language="fr")
         assert r.status_code == 201, r.text
-        assert _wait(client, r.json()["job"]["id"])["status"] == "done"
+        assert wait_job(client, r.json()["job"]["id"])["status"] == "done"
         served = client.get(r.json()["interpretation_url"]).json()
     res = CliRunner().invoke(app, ["interpret", str(image), "--generator", GEN,
                                    "--language", "fr", "--similar", "0", "--json"])

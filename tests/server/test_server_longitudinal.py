@@ -3,23 +3,15 @@ scripted test generator, on a real patient pair from covid_chestxray."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from .job_helpers import wait_job
 
 PAIR = ("pneumococcal-pneumonia-day0.jpg", "pneumococcal-pneumonia-day7.jpg")  # patient 87
 
 
-def _wait(client: Any, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/jobs/{job_id}").json()
-        if job["status"] in ("done", "failed"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def test_pair_through_the_api(client_factory, upload, tiny_test_models, shared_data: Path):
@@ -29,7 +21,7 @@ def test_pair_through_the_api(client_factory, upload, tiny_test_models, shared_d
     prior_bytes, current_bytes = ((images / n).read_bytes() for n in PAIR)
     with client_factory(run_jobs=True, generator="medlens/test-scripted") as client:
         first = upload(client, ("a.jpg", prior_bytes)).json()
-        assert _wait(client, first["job"]["id"])["status"] == "done"
+        assert wait_job(client, first["job"]["id"])["status"] == "done"
         r = upload(
             client, ("b.jpg", current_bytes), ground="true",
             prior_study_id=first["id"], prior_date="2020-03-01",
@@ -37,7 +29,7 @@ def test_pair_through_the_api(client_factory, upload, tiny_test_models, shared_d
         assert r.status_code == 201, r.text
         second = r.json()
         assert second["context"]["prior_study_id"] == first["id"]
-        assert _wait(client, second["job"]["id"])["status"] == "done"
+        assert wait_job(client, second["job"]["id"])["status"] == "done"
         interp = client.get(second["interpretation_url"]).json()
         assert interp["comparison"]["prior"]["source_study_id"] == first["id"]
         assert interp["comparison"]["prior"]["date"] == "2020-03-01"
