@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,12 +36,7 @@ def batch(
     handlers: list[str] = typer.Option([], "--handlers", hidden=True),
 ) -> None:
     """Ingest, de-identify and queue every image of DIR or CSV; show progress; export."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    from medlens.jobs import JobRunner
-    from medlens.jobs.batch import collect, submit
-    from medlens.jobs.batch import export as export_results
-    from medlens.jobs.loading import load_handlers
+    from medlens.jobs.batch import collect
     from medlens.store import open_store
 
     if export is not None and export.suffix.lower() not in (".jsonl", ".csv"):
@@ -54,50 +50,80 @@ def batch(
     runner = None
     try:
         if run:
-            found = load_handlers(handlers)
-            if job_kind not in found:
-                raise ConfigError(f"No handler for '{job_kind}' jobs in this installation.")
-            runner = JobRunner(
-                store, {job_kind: found[job_kind]}, settings=settings,
-                concurrency=workers or settings.workers,
-            )  # fmt: skip
-            runner.start()
-        columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, transient=False) as progress:
-            queued = progress.add_task("ingest", total=len(items))
-
-            def on_item(sub: object) -> None:
-                progress.advance(queued)
-                if runner is not None:
-                    runner.wake()
-
-            submitted = submit(store, settings, items, kind=job_kind, on_item=on_item)
-            pending = {s.job_id for s in submitted if s.job_id}
-            refused = [s for s in submitted if s.error]
-            if wait and pending:
-                task = progress.add_task("jobs", total=len(pending))
-                while pending:
-                    for job_id in list(pending):
-                        job = store.get_job(job_id)
-                        if job is None or job.status in ("done", "failed"):
-                            pending.discard(job_id)
-                            progress.advance(task)
-                    time.sleep(0.3)
-        counts: dict[str, int] = {}
-        for s in submitted:
-            job = store.get_job(s.job_id) if s.job_id else None
-            status = "refused" if s.error else (job.status if job else "missing")
-            counts[status] = counts.get(status, 0) + 1
-        typer.echo(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
-        for s in refused:
-            typer.echo(f"refused {s.item.key}: {s.error}", err=True)
-        if export is not None:
-            n = export_results(store, submitted, export)
-            typer.echo(f"exported {n} record(s) to {export}")
+            runner = _start_runner(store, settings, job_kind, handlers, workers)
+        submitted = _submit_and_watch(store, settings, items, job_kind, runner, wait)
+        _report(store, submitted, export)
     finally:
         if runner is not None:
             runner.stop()
         store.close()
+
+
+def _start_runner(
+    store: Any, settings: Any, job_kind: str, handlers: list[str], workers: int | None
+) -> Any:
+    """A job runner in this process for `job_kind` (started)."""
+    from medlens.jobs import JobRunner
+    from medlens.jobs.loading import load_handlers
+
+    found = load_handlers(handlers)
+    if job_kind not in found:
+        raise ConfigError(f"No handler for '{job_kind}' jobs in this installation.")
+    runner = JobRunner(
+        store, {job_kind: found[job_kind]}, settings=settings,
+        concurrency=workers or settings.workers,
+    )  # fmt: skip
+    runner.start()
+    return runner
+
+
+def _submit_and_watch(
+    store: Any, settings: Any, items: list[Any], job_kind: str, runner: Any, wait: bool
+) -> list[Any]:
+    """Queue every item with a progress bar; with `wait`, follow the jobs to their end."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from medlens.jobs.batch import submit
+
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, transient=False) as progress:
+        queued = progress.add_task("ingest", total=len(items))
+
+        def on_item(sub: object) -> None:
+            progress.advance(queued)
+            if runner is not None:
+                runner.wake()
+
+        submitted = submit(store, settings, items, kind=job_kind, on_item=on_item)
+        pending = {s.job_id for s in submitted if s.job_id}
+        if wait and pending:
+            task = progress.add_task("jobs", total=len(pending))
+            while pending:
+                for job_id in list(pending):
+                    job = store.get_job(job_id)
+                    if job is None or job.status in ("done", "failed"):
+                        pending.discard(job_id)
+                        progress.advance(task)
+                time.sleep(0.3)
+    return submitted
+
+
+def _report(store: Any, submitted: list[Any], export: Path | None) -> None:
+    """Counts per status, each refusal with its reason, and the export."""
+    from medlens.jobs.batch import export as export_results
+
+    counts: dict[str, int] = {}
+    for s in submitted:
+        job = store.get_job(s.job_id) if s.job_id else None
+        status = "refused" if s.error else (job.status if job else "missing")
+        counts[status] = counts.get(status, 0) + 1
+    typer.echo(", ".join(f"{n} {status}" for status, n in sorted(counts.items())))
+    for s in submitted:
+        if s.error:
+            typer.echo(f"refused {s.item.key}: {s.error}", err=True)
+    if export is not None:
+        n = export_results(store, submitted, export)
+        typer.echo(f"exported {n} record(s) to {export}")
 
 
 def register(app: typer.Typer) -> None:
