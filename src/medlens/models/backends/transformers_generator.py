@@ -161,7 +161,7 @@ class TransformersGenerator(StreamingGenerator):
         stats.images_cached += len(images) if reused else 0
         # A reused prefix holds the images already: nothing to encode or look up.
         kwargs = self._image_inputs(input_ids, images if not reused else (), stats)
-        kwargs["_reuse"] = (cache, reused, keys)
+        kept = (cache, reused, keys)  # the prefix to continue from (cache None: prefill all)
         generator = None
         if config.temperature > 0:
             generator = torch.Generator(device=self.device)
@@ -172,7 +172,8 @@ class TransformersGenerator(StreamingGenerator):
         out_ids: list[int] = []
         stats.finish_reason = "length"
         with torch.inference_mode():
-            for token in self._tokens(input_ids, kwargs, max_new, config, generator, stats, clock):
+            steps = self._tokens(input_ids, kwargs, kept, max_new, config, generator, stats, clock)
+            for token in steps:
                 out_ids.append(token)
                 stats.output_tokens = len(out_ids)
                 piece, hit = stopper.feed(detok.add(token))
@@ -214,6 +215,7 @@ class TransformersGenerator(StreamingGenerator):
         self,
         input_ids: Any,
         kwargs: dict[str, Any],
+        kept: tuple[Any, int, tuple[str, ...]],
         max_new: int,
         config: GenerationConfig,
         generator: Any,
@@ -226,7 +228,7 @@ class TransformersGenerator(StreamingGenerator):
         from medlens.models.fastpath import prefix
         from medlens.models.fastpath.decode import growing_cache
 
-        cache, start, keys = kwargs.pop("_reuse", (None, 0, ()))
+        cache, start, keys = kept
         # Appends K/V in place (the default cache re-copies all of it every token).
         cache = cache or growing_cache(self.model.config.get_text_config())
         t_prefill = time.perf_counter()
