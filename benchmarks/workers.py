@@ -241,14 +241,19 @@ class MedGemmaOurs:
 
     def followup(self) -> dict[str, Any]:
         """A second question about the same study: the image encoding comes from the cache."""
-        from medlens.models.protocols import ChatMessage, GenerationConfig, GenerationStats
+        return ask_followup(self.gen, self._history)
 
-        messages = [*self._history, ChatMessage.text("user", FOLLOWUP)]
-        stats = GenerationStats()
-        t0 = time.perf_counter()
-        "".join(self.gen.stream(messages, GenerationConfig(max_new_tokens=1), stats))
-        return {"followup_ttft_s": time.perf_counter() - t0,
-                "followup_images_encoded": stats.images_encoded}
+
+def ask_followup(gen: Any, history: list[Any]) -> dict[str, Any]:
+    """Time to the first token of FOLLOWUP after `history`, and images encoded for it."""
+    from medlens.models.protocols import ChatMessage, GenerationConfig, GenerationStats
+
+    messages = [*history, ChatMessage.text("user", FOLLOWUP)]
+    stats = GenerationStats()
+    t0 = time.perf_counter()
+    "".join(gen.stream(messages, GenerationConfig(max_new_tokens=1), stats))
+    return {"followup_ttft_s": time.perf_counter() - t0,
+            "followup_images_encoded": stats.images_encoded}
 
 
 def _assistant(text: str) -> Any:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from workers import FOLLOWUP, _assistant, image_bytes, prompt_text
+from workers import _assistant, ask_followup, image_bytes, prompt_text
 
 
 class MedGemmaGguf:
@@ -93,11 +93,4 @@ class MedGemmaGguf:
         }
 
     def followup(self) -> dict[str, Any]:
-        from medlens.models.protocols import ChatMessage, GenerationConfig, GenerationStats
-
-        messages = [*self._history, ChatMessage.text("user", FOLLOWUP)]
-        stats = GenerationStats()
-        t0 = time.perf_counter()
-        "".join(self.gen.stream(messages, GenerationConfig(max_new_tokens=1), stats))
-        return {"followup_ttft_s": time.perf_counter() - t0,
-                "followup_images_encoded": stats.images_encoded}
+        return ask_followup(self.gen, self._history)
